@@ -1,0 +1,66 @@
+"""What every entry point shares: logging set-up and turning failures into one clear line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+
+from jobs.errors import EnrichmentError, ServiceUnavailableError
+
+log = logging.getLogger("enrich")
+
+_JAVA_NOISE = re.compile(r"^(py4j\.protocol\.)?Py4JJavaError: |^An error occurred while calling \S+\.\s*")
+
+
+def configure_logging() -> None:
+    level = os.environ.get("ENRICH_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an unexpected failure, JVM stack traces cut down to their message."""
+    java = getattr(error, "java_exception", None)
+    text = str(java) if java is not None else str(error)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    first = _JAVA_NOISE.sub("", first)
+    return first[:600]
+
+
+def classify_failure(error: BaseException) -> EnrichmentError:
+    """Map well-known infrastructure failures seen through Spark to clear errors."""
+    message = describe_failure(error)
+    lowered = message.lower()
+    if any(s in lowered for s in ("connection refused", "connect timed out", "unable to execute http request")):
+        return ServiceUnavailableError(f"a server did not answer: {message}")
+    if "password authentication failed" in lowered:
+        return ServiceUnavailableError(f"PostgreSQL refused the credentials: {message}")
+    if any(s in lowered for s in ("accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "403")):
+        return ServiceUnavailableError(f"the object store refused the credentials: {message}")
+    return EnrichmentError(f"unexpected failure: {message}")
+
+
+def run_main(job_name: str, body: Callable[[], int]) -> int:
+    """Run ``body``; on failure log one line naming the problem and return a non-zero status."""
+    configure_logging()
+    try:
+        return body()
+    except EnrichmentError as error:
+        log.error("%s failed: %s", job_name, error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        log.error("%s interrupted", job_name)
+        return 130
+    except Exception as error:
+        clear = classify_failure(error)
+        log.debug("full failure", exc_info=True)
+        log.error("%s failed: %s", job_name, clear)
+        return clear.exit_code or 1

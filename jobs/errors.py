@@ -1,0 +1,27 @@
+"""Errors that end a run with one clear message and a non-zero exit status."""
+
+from __future__ import annotations
+
+
+class EnrichmentError(Exception):
+    """Base class: the message names the problem and is shown to the user as-is."""
+
+    exit_code = 1
+
+
+class ConfigError(EnrichmentError):
+    """A setting is missing or wrong; the message names the setting."""
+
+    exit_code = 2
+
+
+class SourceError(EnrichmentError):
+    """An input (file, table, lookup) is missing or not in the expected shape."""
+
+    exit_code = 3
+
+
+class ServiceUnavailableError(EnrichmentError):
+    """A server the run needs (PostgreSQL, the object store) cannot be reached or refused us."""
+
+    exit_code = 4

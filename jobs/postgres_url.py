@@ -1,0 +1,154 @@
+"""Parse the ``POSTGRES_URL`` libpq URL into what psql, psycopg2 and JDBC each need.
+
+Standard library only, so the stack scripts can use it before the virtualenv exists.
+The password may also come from ``POSTGRES_PASSWORD`` or a ``POSTGRES_PASSWORD_FILE``
+(docker secrets), which win over a password written in the URL.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from jobs.errors import ConfigError
+
+# libpq parameters that pgjdbc understands under the same name.
+_JDBC_PASSTHROUGH = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout")
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = field(repr=False)
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sslmode(self) -> str:
+        return dict(self.params).get("sslmode", "prefer")
+
+    def redacted(self) -> str:
+        """The URL with the password left out: safe for logs and messages."""
+        query = "&".join(f"{key}={value}" for key, value in self.params)
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}" + (
+            f"?{query}" if query else ""
+        )
+
+    def jdbc_url(self) -> str:
+        """A JDBC URL without credentials: user and password travel as connection properties."""
+        params = dict(self.params)
+        jdbc_params = [(key, params[key]) for key in _JDBC_PASSTHROUGH if key in params]
+        if "connect_timeout" in params:
+            jdbc_params = [(k, v) for k, v in jdbc_params if k != "connect_timeout"]
+            jdbc_params.append(("connectTimeout", params["connect_timeout"]))
+        query = "&".join(f"{key}={quote(value, safe='/')}" for key, value in jdbc_params)
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}" + (
+            f"?{query}" if query else ""
+        )
+
+    def psycopg2_kwargs(self) -> dict[str, str | int]:
+        kwargs: dict[str, str | int] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "password": self.password,
+            "connect_timeout": 10,
+            "application_name": "spark-enrich",
+        }
+        kwargs.update(dict(self.params))
+        return kwargs
+
+    def libpq_env(self) -> dict[str, str]:
+        """Environment variables for psql and other libpq tools (no password on a command line)."""
+        env = {
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGDATABASE": self.dbname,
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password,
+        }
+        names = {
+            "sslmode": "PGSSLMODE",
+            "sslrootcert": "PGSSLROOTCERT",
+            "sslcert": "PGSSLCERT",
+            "sslkey": "PGSSLKEY",
+            "connect_timeout": "PGCONNECT_TIMEOUT",
+        }
+        for key, value in self.params:
+            if key in names:
+                env[names[key]] = value
+        return env
+
+
+def parse_postgres_url(url: str, environ: Mapping[str, str] | None = None) -> PostgresTarget:
+    """Parse a ``postgresql://user:password@host:port/dbname?sslmode=...`` URL."""
+    environ = os.environ if environ is None else environ
+    if not url:
+        raise ConfigError("POSTGRES_URL is not set (expected postgresql://user@host:port/dbname)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"POSTGRES_URL must start with postgresql:// (got scheme {parts.scheme!r})"
+        )
+    try:
+        port = parts.port or 5432
+    except ValueError as error:
+        raise ConfigError(f"POSTGRES_URL has an invalid port: {error}") from None
+    host = parts.hostname or ""
+    dbname = unquote(parts.path.lstrip("/"))
+    user = unquote(parts.username or "")
+    missing = [name for name, value in (("host", host), ("database", dbname), ("user", user)) if not value]
+    if missing:
+        raise ConfigError(f"POSTGRES_URL has no {', '.join(missing)}")
+    password = _password(unquote(parts.password or ""), environ)
+    params = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    return PostgresTarget(host, port, dbname, user, password, params)
+
+
+def _password(from_url: str, environ: Mapping[str, str]) -> str:
+    password_file = environ.get("POSTGRES_PASSWORD_FILE")
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as handle:
+                return handle.read().rstrip("\n")
+        except OSError as error:
+            raise ConfigError(
+                f"POSTGRES_PASSWORD_FILE {password_file!r} cannot be read: {error.strerror}"
+            ) from None
+    return environ.get("POSTGRES_PASSWORD") or from_url
+
+
+def target_from_env(environ: Mapping[str, str] | None = None) -> PostgresTarget:
+    environ = os.environ if environ is None else environ
+    return parse_postgres_url(environ.get("POSTGRES_URL", ""), environ)
+
+
+def _main(argv: list[str]) -> int:
+    """``python3 -m jobs.postgres_url FIELD`` prints host, port, dbname, user or redacted."""
+    try:
+        target = target_from_env()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    fields = {
+        "host": target.host,
+        "port": str(target.port),
+        "dbname": target.dbname,
+        "user": target.user,
+        "redacted": target.redacted(),
+    }
+    if len(argv) != 1 or argv[0] not in fields:
+        print(f"usage: python3 -m jobs.postgres_url {{{','.join(fields)}}}", file=sys.stderr)
+        return 2
+    print(fields[argv[0]])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,65 @@
+"""Column names and schemas of the raw, curated and quarantine tables."""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    DecimalType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+AMOUNT_TYPE = DecimalType(18, 2)
+CORRUPT_RECORD = "_corrupt_record"
+
+# The business columns of a raw transaction, in file order.
+INPUT_COLUMNS = ("transaction_id", "merchant_id", "amount", "currency", "event_ts")
+
+# What the ingest job reads from a file: every business column as text, parsed afterwards,
+# plus Spark's corrupt-record column for lines it cannot split into fields.
+INPUT_SCHEMA = StructType(
+    [StructField(name, StringType()) for name in INPUT_COLUMNS]
+    + [StructField(CORRUPT_RECORD, StringType())]
+)
+
+RAW_SCHEMA = StructType(
+    [
+        StructField("transaction_id", StringType()),
+        StructField("merchant_id", StringType()),
+        StructField("amount", AMOUNT_TYPE),
+        StructField("currency", StringType()),
+        StructField("event_ts", TimestampType()),
+        # ingestion metadata
+        StructField("_source_file", StringType()),
+        StructField("_ingest_id", StringType()),
+        StructField("_ingested_at", TimestampType()),
+        StructField("_raw_record", StringType()),
+        StructField("_parse_errors", ArrayType(StringType(), containsNull=False)),
+    ]
+)
+RAW_COLUMNS = tuple(field.name for field in RAW_SCHEMA.fields)
+
+LINEAGE_FIELDS = [
+    StructField("_run_id", StringType()),
+    StructField("_source_version", LongType()),
+    StructField("_enriched_at", TimestampType()),
+]
+
+QUARANTINE_COLUMNS = (
+    "transaction_id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "event_ts",
+    "rejection_reasons",
+    "_raw_record",
+    "_source_file",
+    "_ingest_id",
+    "_ingested_at",
+    "_run_id",
+    "_source_version",
+    "_enriched_at",
+)

@@ -1,0 +1,34 @@
+"""The SparkSession every job opens.
+
+Static settings (Delta extension and catalog, S3A path style, UTC) come from
+conf/spark-defaults.conf via SPARK_CONF_DIR. Here only the endpoint is added. S3 credentials
+are never put in the Spark configuration: S3A reads them from the process environment
+(EnvironmentVariableCredentialsProvider), so they appear in no command line, UI page or log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyspark.sql import SparkSession
+
+from jobs.settings import S3Settings
+
+
+def session_builder(app_name: str, s3: S3Settings) -> SparkSession.Builder:
+    return (
+        SparkSession.builder.appName(app_name)
+        .config("spark.hadoop.fs.s3a.endpoint", s3.endpoint)
+        .config("spark.hadoop.fs.s3a.endpoint.region", s3.region)
+        .config("spark.hadoop.fs.s3a.connection.ssl.enabled", str(s3.uses_ssl).lower())
+    )
+
+
+@contextmanager
+def spark_session(app_name: str, s3: S3Settings) -> Iterator[SparkSession]:
+    spark = session_builder(app_name, s3).getOrCreate()
+    try:
+        yield spark
+    finally:
+        spark.stop()

@@ -1,0 +1,169 @@
+"""Run settings: non-secret configuration from conf/enrichment.toml, secrets from the environment.
+
+Every missing or malformed setting raises ConfigError naming it, before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jobs.errors import ConfigError
+from jobs.postgres_url import PostgresTarget, parse_postgres_url
+
+CONFIG_NAME = "enrichment.toml"
+_QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class LookupSpec:
+    """One lookup join, as configured."""
+
+    name: str
+    table: str
+    key: str
+    join_on: str
+    columns: Mapping[str, str]
+    when_unmatched: Mapping[str, str] = field(default_factory=dict)
+    when_null: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def lookup_columns(self) -> list[str]:
+        return [self.key, *self.columns]
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+    @property
+    def uses_ssl(self) -> bool:
+        return urlsplit(self.endpoint).scheme == "https"
+
+
+@dataclass(frozen=True)
+class TablePaths:
+    raw: str
+    curated: str
+    quarantine: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    postgres: PostgresTarget
+    s3: S3Settings
+    tables: TablePaths
+    lookups: tuple[LookupSpec, ...]
+    jdbc_fetchsize: int = 10000
+    max_future_minutes: int = 60
+
+
+def _secret(environ: Mapping[str, str], name: str) -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (docker/k8s secrets)."""
+    file_name = environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").rstrip("\n")
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE {file_name!r} cannot be read: {error.strerror}") from None
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigError(f"{name} is not set (set it, or {name}_FILE, in the environment)")
+    return value
+
+
+def s3_from_env(environ: Mapping[str, str]) -> S3Settings:
+    endpoint = environ.get("S3_ENDPOINT", "")
+    if not endpoint:
+        raise ConfigError("S3_ENDPOINT is not set (for example http://127.0.0.1:59000)")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"S3_ENDPOINT must be an http:// or https:// URL (got {endpoint!r})")
+    return S3Settings(
+        endpoint=endpoint.rstrip("/"),
+        access_key=_secret(environ, "AWS_ACCESS_KEY_ID"),
+        secret_key=_secret(environ, "AWS_SECRET_ACCESS_KEY"),
+        region=environ.get("AWS_REGION", "us-east-1"),
+    )
+
+
+def _require(section: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in section:
+        raise ConfigError(f"{where}: missing '{key}'")
+    return section[key]
+
+
+def _lookup_spec(raw: Mapping[str, Any], index: int, source: Path) -> LookupSpec:
+    where = f"{source} lookups[{index}]"
+    spec = LookupSpec(
+        name=str(_require(raw, "name", where)),
+        table=str(_require(raw, "table", where)),
+        key=str(_require(raw, "key", where)),
+        join_on=str(_require(raw, "join_on", where)),
+        columns=dict(_require(raw, "columns", where)),
+        when_unmatched=dict(raw.get("when_unmatched", {})),
+        when_null=dict(raw.get("when_null", {})),
+    )
+    if not _QUALIFIED_NAME.match(spec.table):
+        raise ConfigError(f"{where}: table {spec.table!r} is not a plain [schema.]table name")
+    names = [spec.key, spec.join_on, *spec.columns, *spec.columns.values()]
+    for name in names:
+        if not _COLUMN_NAME.match(name):
+            raise ConfigError(f"{where}: column name {name!r} is not a plain identifier")
+    outputs = set(spec.columns.values())
+    for setting in ("when_unmatched", "when_null"):
+        for column in getattr(spec, setting):
+            if column not in outputs:
+                raise ConfigError(f"{where}: {setting} names {column!r}, which is not an output column")
+    return spec
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    """conf/enrichment.toml: found through SPARK_CONF_DIR (the launchers set it), else the cwd."""
+    conf_dir = environ.get("SPARK_CONF_DIR") or "conf"
+    return Path(conf_dir) / CONFIG_NAME
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_path: Path | None = None
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    source = Path(environ.get("ENRICH_CONFIG") or config_path or default_config_path(environ))
+    try:
+        with source.open("rb") as handle:
+            config = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {source} not found (ENRICH_CONFIG)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"configuration file {source} is not valid TOML: {error}") from None
+
+    tables = config.get("tables", {})
+    paths = TablePaths(
+        raw=environ.get("RAW_TABLE_PATH") or _require(tables, "raw", f"{source} [tables]"),
+        curated=environ.get("CURATED_TABLE_PATH") or _require(tables, "curated", f"{source} [tables]"),
+        quarantine=environ.get("QUARANTINE_TABLE_PATH")
+        or _require(tables, "quarantine", f"{source} [tables]"),
+    )
+    lookups = tuple(
+        _lookup_spec(raw, index, source) for index, raw in enumerate(config.get("lookups", []))
+    )
+    if not lookups:
+        raise ConfigError(f"{source}: no [[lookups]] configured")
+    return Settings(
+        postgres=parse_postgres_url(environ.get("POSTGRES_URL", ""), environ),
+        s3=s3_from_env(environ),
+        tables=paths,
+        lookups=lookups,
+        jdbc_fetchsize=int(config.get("jdbc", {}).get("fetchsize", 10000)),
+        max_future_minutes=int(config.get("validation", {}).get("max_future_minutes", 60)),
+    )

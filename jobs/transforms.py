@@ -1,0 +1,312 @@
+"""Pure DataFrame -> DataFrame steps of ingestion and enrichment.
+
+Nothing here reads or writes a table or touches a SparkSession: lookups come in as DataFrames,
+and every parameterised step returns a function that chains with ``DataFrame.transform``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, StringType, TimestampType
+
+from jobs.errors import SourceError
+from jobs.schemas import AMOUNT_TYPE, CORRUPT_RECORD, INPUT_COLUMNS, QUARANTINE_COLUMNS, RAW_COLUMNS
+from jobs.settings import LookupSpec
+
+Transform = Callable[[DataFrame], DataFrame]
+
+REASONS = "rejection_reasons"
+IS_VALID = "_is_valid"
+IS_DUPLICATE = "_is_duplicate"
+DUPLICATE_REASON = "duplicate_transaction_id"
+_WIDE_DECIMAL = DecimalType(38, 10)
+
+
+def matched_flag(spec: LookupSpec) -> str:
+    """Name of the boolean column that says whether a row found a row in this lookup."""
+    return f"_matched_{spec.name}"
+
+
+# --------------------------------------------------------------------------------------------
+# Ingestion: text fields -> typed raw columns, keeping what could not be parsed.
+# --------------------------------------------------------------------------------------------
+
+
+def _blank_to_null(column: Column) -> Column:
+    trimmed = F.trim(column)
+    return F.when(trimmed == "", F.lit(None).cast(StringType())).otherwise(trimmed)
+
+
+def parse_input_records(
+    source_file: Column, ingest_id: str, ingested_at: datetime
+) -> Transform:
+    """Type the text columns of an input file; rows that do not parse keep their text.
+
+    A row whose line could not be split into fields, whose amount is not a decimal with at most
+    two places, or whose timestamp is not a timestamp gets one ``_parse_errors`` entry per
+    problem and its original text in ``_raw_record``. Such rows are kept, not dropped: the
+    batch job quarantines them with the reason.
+    """
+
+    def apply(df: DataFrame) -> DataFrame:
+        text = {name: _blank_to_null(F.col(name)) for name in INPUT_COLUMNS}
+        amount_wide = text["amount"].try_cast(_WIDE_DECIMAL)
+        amount = amount_wide.try_cast(AMOUNT_TYPE)
+        event_ts = text["event_ts"].try_cast(TimestampType())
+        corrupt = F.col(CORRUPT_RECORD)
+        errors = [
+            F.when(corrupt.isNotNull(), F.lit("record could not be split into fields")),
+            F.when(
+                corrupt.isNull() & text["amount"].isNotNull() & amount_wide.isNull(),
+                F.concat(F.lit("amount '"), text["amount"], F.lit("' is not a number")),
+            ),
+            F.when(
+                amount_wide.isNotNull() & amount.isNull(),
+                F.concat(F.lit("amount '"), text["amount"], F.lit("' is out of range")),
+            ),
+            F.when(
+                amount.isNotNull() & (amount_wide != amount.cast(_WIDE_DECIMAL)),
+                F.concat(F.lit("amount '"), text["amount"], F.lit("' has more than 2 decimals")),
+            ),
+            F.when(
+                corrupt.isNull() & text["event_ts"].isNotNull() & event_ts.isNull(),
+                F.concat(F.lit("event_ts '"), text["event_ts"], F.lit("' is not a timestamp")),
+            ),
+        ]
+        parse_errors = F.array_compact(F.array(*errors))
+        record_text = F.coalesce(
+            corrupt, F.to_json(F.struct(*[F.col(name) for name in INPUT_COLUMNS]))
+        )
+        has_error = F.size(parse_errors) > 0
+        return df.select(
+            text["transaction_id"].alias("transaction_id"),
+            text["merchant_id"].alias("merchant_id"),
+            F.when(has_error, None).otherwise(amount).cast(AMOUNT_TYPE).alias("amount"),
+            F.upper(text["currency"]).alias("currency"),
+            F.when(has_error, None).otherwise(event_ts).cast(TimestampType()).alias("event_ts"),
+            source_file.alias("_source_file"),
+            F.lit(ingest_id).alias("_ingest_id"),
+            F.lit(ingested_at).cast(TimestampType()).alias("_ingested_at"),
+            F.when(has_error, record_text).alias("_raw_record"),
+            parse_errors.alias("_parse_errors"),
+        )
+
+    return apply
+
+
+# --------------------------------------------------------------------------------------------
+# Enrichment
+# --------------------------------------------------------------------------------------------
+
+
+def add_rejection_reasons(
+    as_of: datetime, max_future_minutes: int, currencies: Iterable[str]
+) -> Transform:
+    """Add ``rejection_reasons`` (every rule a row breaks) and ``_is_valid`` (none broken).
+
+    ``as_of`` is the run's clock, passed in so the result does not depend on when it is computed.
+    """
+    latest_allowed = as_of + timedelta(minutes=max_future_minutes)
+    codes = sorted(set(currencies))
+
+    def apply(df: DataFrame) -> DataFrame:
+        parse_errors = F.coalesce(F.col("_parse_errors"), F.array().cast("array<string>"))
+        malformed = F.transform(parse_errors, lambda e: F.concat(F.lit("malformed_record: "), e))
+
+        def field_unparsed(prefix: str) -> Column:
+            return F.exists(parse_errors, lambda e: e.startswith(prefix))
+
+        def blank(name: str) -> Column:
+            return F.col(name).isNull() | (F.trim(F.col(name)) == "")
+
+        any_row_error = F.exists(parse_errors, lambda e: e.startswith("record"))
+        rules = [
+            (blank("transaction_id") & ~any_row_error, "missing_transaction_id"),
+            (blank("merchant_id") & ~any_row_error, "missing_merchant_id"),
+            (
+                F.col("amount").isNull() & ~field_unparsed("amount") & ~any_row_error,
+                "missing_amount",
+            ),
+            (F.col("amount") <= 0, "amount_not_positive"),
+            (blank("currency") & ~any_row_error, "missing_currency"),
+            (~blank("currency") & ~F.col("currency").isin(codes), "unknown_currency"),
+            (
+                F.col("event_ts").isNull() & ~field_unparsed("event_ts") & ~any_row_error,
+                "missing_event_ts",
+            ),
+            (
+                F.col("event_ts") > F.lit(latest_allowed).cast(TimestampType()),
+                "event_ts_in_future",
+            ),
+        ]
+        reasons = F.concat(
+            malformed,
+            F.array_compact(F.array(*[F.when(rule, F.lit(name)) for rule, name in rules])),
+        )
+        return df.withColumn(REASONS, reasons).withColumn(IS_VALID, F.size(REASONS) == 0)
+
+    return apply
+
+
+def flag_superseded_duplicates(df: DataFrame) -> DataFrame:
+    """Among valid rows sharing a ``transaction_id``, keep the latest ingested one.
+
+    The rule: the row with the latest ``_ingested_at`` wins; ties are broken by the ingest id,
+    the source file and then the row's own values, so the choice never depends on partitioning.
+    The others get ``_is_duplicate = true`` and go to quarantine, so no row is lost.
+    """
+    order = [
+        F.col("_ingested_at").desc_nulls_last(),
+        F.col("_ingest_id").desc_nulls_last(),
+        F.col("_source_file").desc_nulls_last(),
+        F.col("event_ts").desc_nulls_last(),
+        F.col("amount").desc_nulls_last(),
+        F.col("merchant_id").desc_nulls_last(),
+        F.col("currency").desc_nulls_last(),
+    ]
+    window = Window.partitionBy("transaction_id", IS_VALID).orderBy(*order)
+    rank = F.row_number().over(window)
+    return df.withColumn(IS_DUPLICATE, F.col(IS_VALID) & (rank > 1))
+
+
+def check_lookup_columns(lookup: DataFrame, spec: LookupSpec) -> None:
+    """Fail early, naming the table and column, when a lookup is not in the configured shape."""
+    types = dict(lookup.dtypes)
+    for column in spec.lookup_columns:
+        if column not in types:
+            raise SourceError(
+                f"lookup table {spec.table} has no column '{column}' "
+                f"(configured for lookup '{spec.name}'; it has: {', '.join(types)})"
+            )
+    if types[spec.key] != "string":
+        raise SourceError(
+            f"lookup table {spec.table}: key column '{spec.key}' must be text, "
+            f"found {types[spec.key]}"
+        )
+
+
+def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
+    """Left-join one lookup (broadcast) and add its configured output columns.
+
+    An output column gets ``when_unmatched`` when no lookup row matched and ``when_null`` when
+    one matched with a NULL value. ``_matched_<name>`` records whether a row matched.
+    The lookup's shape is checked by ``check_lookup_columns`` right after it is read.
+    """
+    prefix = f"__lookup_{spec.name}__"
+    matched = matched_flag(spec)
+    right = lookup.select(
+        F.col(spec.key).alias(f"{prefix}key"),
+        *[F.col(source).alias(f"{prefix}{source}") for source in spec.columns],
+        F.lit(True).alias(f"{prefix}matched"),
+    )
+
+    def apply(df: DataFrame) -> DataFrame:
+        joined = df.join(
+            F.broadcast(right), df[spec.join_on] == right[f"{prefix}key"], "left"
+        ).withColumn(matched, F.col(f"{prefix}matched").isNotNull())
+        for source, output in spec.columns.items():
+            value = F.col(f"{prefix}{source}")
+            if output in spec.when_null:
+                value = F.when(F.col(matched) & value.isNull(), F.lit(spec.when_null[output])).otherwise(value)
+            if output in spec.when_unmatched:
+                value = F.when(~F.col(matched), F.lit(spec.when_unmatched[output])).otherwise(value)
+            joined = joined.withColumn(output, value)
+        return joined.drop(*[column for column in joined.columns if column.startswith(prefix)])
+
+    return apply
+
+
+def add_lineage(run_id: str, source_version: int, enriched_at: datetime) -> Transform:
+    def apply(df: DataFrame) -> DataFrame:
+        return (
+            df.withColumn("_run_id", F.lit(run_id))
+            .withColumn("_source_version", F.lit(source_version).cast("bigint"))
+            .withColumn("_enriched_at", F.lit(enriched_at).cast(TimestampType()))
+        )
+
+    return apply
+
+
+def curated_rows(output_columns: Sequence[str]) -> Transform:
+    """Valid, non-duplicate rows in the curated table's shape, with the ``event_date`` partition."""
+
+    def apply(df: DataFrame) -> DataFrame:
+        business = [c for c in RAW_COLUMNS if c not in ("_raw_record", "_parse_errors")]
+        columns = [
+            *business[:2],
+            *output_columns,
+            *business[2:],
+            "_run_id",
+            "_source_version",
+            "_enriched_at",
+        ]
+        return (
+            df.filter(F.col(IS_VALID) & ~F.col(IS_DUPLICATE))
+            .select(*columns)
+            .withColumn("event_date", F.to_date("event_ts"))
+        )
+
+    return apply
+
+
+def quarantined_rows(df: DataFrame) -> DataFrame:
+    """Invalid rows and superseded duplicates, each with every reason that applies."""
+    reasons = F.when(
+        F.col(IS_DUPLICATE), F.concat(F.col(REASONS), F.array(F.lit(DUPLICATE_REASON)))
+    ).otherwise(F.col(REASONS))
+    return (
+        df.filter(~F.col(IS_VALID) | F.col(IS_DUPLICATE))
+        .withColumn(REASONS, reasons)
+        .select(*QUARANTINE_COLUMNS)
+    )
+
+
+def run_counts(first_lookup: LookupSpec) -> Transform:
+    """One row of counts that reconcile: read = curated + quarantined + duplicate."""
+
+    def apply(df: DataFrame) -> DataFrame:
+        curated = F.col(IS_VALID) & ~F.col(IS_DUPLICATE)
+
+        def count_where(condition: Column) -> Column:
+            return F.coalesce(F.sum(F.when(condition, 1).otherwise(0)), F.lit(0)).cast("bigint")
+
+        return df.agg(
+            F.count(F.lit(1)).alias("rows_read"),
+            count_where(curated).alias("rows_curated"),
+            count_where(~F.col(IS_VALID)).alias("rows_quarantined"),
+            count_where(F.col(IS_DUPLICATE)).alias("rows_duplicate"),
+            count_where(curated & ~F.col(matched_flag(first_lookup))).alias("rows_unmatched"),
+        )
+
+    return apply
+
+
+def top_unmatched(first_lookup: LookupSpec, limit: int = 5) -> Transform:
+    """The most frequent unmatched join values among curated rows."""
+
+    def apply(df: DataFrame) -> DataFrame:
+        return (
+            df.filter(F.col(IS_VALID) & ~F.col(IS_DUPLICATE) & ~F.col(matched_flag(first_lookup)))
+            .groupBy(F.col(first_lookup.join_on).alias("value"))
+            .count()
+            .orderBy(F.col("count").desc(), F.col("value"))
+            .limit(limit)
+        )
+
+    return apply
+
+
+def daily_category_summary(df: DataFrame) -> DataFrame:
+    """The GROUP BY of the curated table that ``category_daily_summary`` mirrors."""
+    return df.groupBy(
+        F.col("event_date"),
+        F.col("enriched_category").alias("category"),
+        F.col("currency"),
+    ).agg(
+        F.count(F.lit(1)).alias("transaction_count"),
+        F.sum("amount").cast(DecimalType(20, 2)).alias("total_amount"),
+    )

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, once, into a cache outside the clone keyed by version:
+# the Python virtualenv, the JVM jars, the MinIO server binary, and PostgreSQL server binaries.
+# Safe to run any number of times; a second run with nothing to do takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+PY=${PYTHON:-python3}
+command -v "$PY" >/dev/null || die "python3 (3.11) is required"
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || die "Python 3.11 is required (found $("$PY" --version))"
+command -v java >/dev/null || die "a Java runtime (17 or newer) is required for Spark"
+
+version() { "$PY" scripts/versions.py "$1"; }
+CACHE=$(version cache-dir)
+mkdir -p "$CACHE"
+
+apt_updated=0
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "need to install Debian packages '$*' but not running as root; install them and rerun"
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq >&2; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# --- Python virtualenv --------------------------------------------------------------------
+VENV="$CACHE/venv-$(version venv-key)"
+if [ ! -f "$VENV/.complete" ]; then
+  say "creating Python virtualenv $VENV (first time only)"
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >&2
+  version python-requirements > "$VENV/requirements.txt"
+  "$VENV/bin/pip" install -q -r "$VENV/requirements.txt" >&2
+  touch "$VENV/.complete"
+fi
+ln -sfn "$VENV" .venv
+
+# --- JVM jars ------------------------------------------------------------------------------
+JAR_DIR=$(version jar-dir)
+if [ ! -f "$JAR_DIR/.complete" ]; then
+  command -v mvn >/dev/null || apt_install maven
+  say "resolving JARs into $JAR_DIR (first time only)"
+  mkdir -p "$JAR_DIR"
+  while read -r coordinate; do
+    say "  $coordinate"
+    mvn -B org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+      -Dartifact="$coordinate" -DoutputDirectory="$JAR_DIR" -Dmdep.overWriteReleases=true \
+      > "$JAR_DIR/mvn.log" 2>&1 \
+      || { tail -20 "$JAR_DIR/mvn.log" >&2; die "could not download $coordinate from Maven Central"; }
+  done < <(version jars)
+  touch "$JAR_DIR/.complete"
+fi
+
+# --- MinIO server (community edition is source-only) -----------------------------------------
+MINIO_BIN=$(version minio-bin)
+if [ ! -x "$MINIO_BIN" ]; then
+  command -v go >/dev/null || die "Go is required to build MinIO from source"
+  say "building MinIO $(version minio-release) with go install (first time only, a few minutes)"
+  GOBIN=$(dirname "$MINIO_BIN") go install "$(version minio-module)" >&2 || die "go install of MinIO failed"
+fi
+
+# --- PostgreSQL server and client ------------------------------------------------------------
+if ! scripts/pg_bindir.sh >/dev/null 2>&1; then
+  say "installing PostgreSQL server ($(version postgres-package)) from Debian packages"
+  apt_install "$(version postgres-package)"
+fi
+command -v psql >/dev/null || apt_install postgresql-client
+say "ready: venv=$VENV jars=$JAR_DIR minio=$MINIO_BIN postgres=$(scripts/pg_bindir.sh)"

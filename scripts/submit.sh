@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# spark-submit one of the jobs: scripts/submit.sh JOB [job arguments...]
+#   JOB is a module in jobs/ (batch_enrich, ingest). SPARK_MASTER (default local[2]) and
+#   SPARK_DRIVER_MEMORY (default 2g) choose where and how big. Nothing secret is on this command
+#   line: credentials reach the job through the environment.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/spark_env.sh
+source "$ROOT/scripts/spark_env.sh"
+job=${1:?usage: scripts/submit.sh JOB [args...]}
+shift
+[ -f "$ROOT/jobs/$job.py" ] || { echo "error: no job jobs/$job.py" >&2; exit 2; }
+mkdir -p "$ROOT/build"
+(cd "$ROOT" && rm -f build/jobs.zip && "$ROOT/.venv/bin/python" -m zipfile -c build/jobs.zip jobs/ >/dev/null)
+exec "$ROOT/.venv/bin/spark-submit" \
+  --master "${SPARK_MASTER:-local[2]}" \
+  --driver-memory "${SPARK_DRIVER_MEMORY:-2g}" \
+  --jars "$SPARK_JARS" \
+  --py-files "$ROOT/build/jobs.zip" \
+  "$ROOT/jobs/$job.py" "$@"

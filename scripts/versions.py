@@ -1,0 +1,67 @@
+"""Print pinned versions and cache paths from pyproject.toml for the shell scripts and Makefile.
+
+Usage: python3 scripts/versions.py <key>
+Keys: venv-key, python-requirements, jars (one ``group:artifact:version`` a line),
+      jar-dir, minio-release, minio-module, minio-bin, postgres-package, cache-dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spark-enrich"
+    return Path(os.environ.get("ENRICH_CACHE_DIR", default))
+
+
+def load_pyproject() -> dict[str, Any]:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def python_requirements(project: dict[str, Any]) -> list[str]:
+    return [*project["project"]["dependencies"], *project["project"]["optional-dependencies"]["dev"]]
+
+
+def jar_coordinates(project: dict[str, Any]) -> list[str]:
+    jars: dict[str, str] = project["tool"]["enrich"]["jars"]
+    return [f"{name}:{version}" for name, version in jars.items()]
+
+
+def short_hash(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def value(key: str) -> str:
+    project = load_pyproject()
+    servers = project["tool"]["enrich"]["servers"]
+    requirements = python_requirements(project)
+    jars = jar_coordinates(project)
+    values = {
+        "cache-dir": str(cache_dir()),
+        "venv-key": f"py{sys.version_info.major}{sys.version_info.minor}-{short_hash(requirements)}",
+        "python-requirements": "\n".join(requirements),
+        "jars": "\n".join(jars),
+        "jar-dir": str(cache_dir() / f"jars-{short_hash(jars)}"),
+        "minio-release": servers["minio_release"],
+        "minio-module": servers["minio_module"],
+        "minio-bin": str(cache_dir() / f"minio-{servers['minio_release']}" / "minio"),
+        "postgres-package": servers["postgres_debian_package"],
+    }
+    if key not in values:
+        raise SystemExit(f"unknown key {key!r}; known: {', '.join(sorted(values))}")
+    return values[key]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    print(value(sys.argv[1]))
