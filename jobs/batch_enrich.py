@@ -107,7 +107,10 @@ def enrich(
         first_lookup = settings.lookups[0]
         log.info("validating, de-duplicating and joining %d lookups", len(lookups))
         counts = RunCounts(**classified.transform(run_counts(first_lookup)).first().asDict())  # type: ignore[union-attr]
-        top = [(str(r["value"]), int(r["count"])) for r in classified.transform(top_unmatched(first_lookup)).collect()]
+        top = [
+            (str(r["value"]), int(r["count"]))
+            for r in classified.transform(top_unmatched(first_lookup)).collect()
+        ]
         log.info(
             "rows read %d: curated %d (unmatched %d), quarantined %d, duplicates %d",
             counts.rows_read,
@@ -122,9 +125,9 @@ def enrich(
         note = f"run_id={run_id} raw_version={raw_version}"
         outputs = [output for spec in settings.lookups for output in spec.columns.values()]
         log.info("writing curated table %s", tables.curated)
-        curated_version = delta_io.overwrite(
-            classified.transform(curated_rows(outputs)), tables.curated, note, ["event_date"]
-        )
+        # One shuffle by date before a partitioned write: a few files per date, not one per task.
+        curated = classified.transform(curated_rows(outputs)).repartition("event_date")
+        curated_version = delta_io.overwrite(curated, tables.curated, note, ["event_date"])
         log.info("writing quarantine table %s", tables.quarantine)
         quarantine_version = delta_io.overwrite(
             classified.transform(quarantined_rows), tables.quarantine, note
@@ -135,8 +138,10 @@ def enrich(
             lookup.unpersist()
 
     # The summary is computed from the curated version just committed, so it equals its GROUP BY.
-    curated = delta_io.read_version(spark, tables.curated, curated_version)
-    summary = [SummaryRow(**row.asDict()) for row in curated.transform(daily_category_summary).collect()]
+    committed = delta_io.read_version(spark, tables.curated, curated_version)
+    summary = [
+        SummaryRow(**row.asDict()) for row in committed.transform(daily_category_summary).collect()
+    ]
     result = RunResult(
         run_id=run_id,
         status="succeeded",

@@ -12,7 +12,9 @@ from jobs.errors import EnrichmentError, ServiceUnavailableError
 
 log = logging.getLogger("enrich")
 
-_JAVA_NOISE = re.compile(r"^(py4j\.protocol\.)?Py4JJavaError: |^An error occurred while calling \S+\.\s*")
+_JAVA_NOISE = re.compile(
+    r"^(py4j\.protocol\.)?Py4JJavaError: |^An error occurred while calling \S+\.\s*"
+)
 
 
 def configure_logging() -> None:
@@ -39,11 +41,23 @@ def classify_failure(error: BaseException) -> EnrichmentError:
     """Map well-known infrastructure failures seen through Spark to clear errors."""
     message = describe_failure(error)
     lowered = message.lower()
-    if any(s in lowered for s in ("connection refused", "connect timed out", "unable to execute http request")):
+    if any(
+        s in lowered
+        for s in ("connection refused", "connect timed out", "unable to execute http request")
+    ):
         return ServiceUnavailableError(f"a server did not answer: {message}")
     if "password authentication failed" in lowered:
         return ServiceUnavailableError(f"PostgreSQL refused the credentials: {message}")
-    if any(s in lowered for s in ("accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "403")):
+    if any(
+        s in lowered
+        for s in (
+            "accessdenied",
+            "access denied",
+            "invalidaccesskeyid",
+            "signaturedoesnotmatch",
+            "403",
+        )
+    ):
         return ServiceUnavailableError(f"the object store refused the credentials: {message}")
     return EnrichmentError(f"unexpected failure: {message}")
 

@@ -36,9 +36,7 @@ def append(df: DataFrame, path: str, commit_note: str) -> int:
     return version
 
 
-def overwrite(
-    df: DataFrame, path: str, commit_note: str, partition_by: Sequence[str] = ()
-) -> int:
+def overwrite(df: DataFrame, path: str, commit_note: str, partition_by: Sequence[str] = ()) -> int:
     """Replace the table's contents in one atomic Delta commit; returns the version written."""
     writer = (
         df.write.format("delta")

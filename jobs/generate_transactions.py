@@ -46,7 +46,9 @@ class Mix:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="generate_transactions", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="generate_transactions", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--rows", type=int, required=True, help="number of lines to write")
     parser.add_argument("--output", type=Path, required=True, help="file to write (.csv or .jsonl)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")

@@ -53,7 +53,9 @@ def parse_args(argv: Sequence[str] | None = None) -> IngestOptions:
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="files or folders, local or s3a://")
     parser.add_argument(
-        "--format", choices=(*FORMATS, "auto"), default="auto",
+        "--format",
+        choices=(*FORMATS, "auto"),
+        default="auto",
         help="input format (default: from the first file's extension)",
     )
     args = parser.parse_args(argv)
@@ -104,14 +106,31 @@ def check_csv_headers(spark: SparkSession, paths: Sequence[str]) -> None:
             )
 
 
+def check_raw_schema(spark: SparkSession, path: str, rows: DataFrame) -> None:
+    """Refuse to append to a raw table whose columns differ from what this version writes."""
+    if not delta_io.table_exists(spark, path):
+        return
+    existing = dict(spark.read.format("delta").load(path).dtypes)
+    incoming = dict(rows.dtypes)
+    differences = sorted(
+        f"{name} ({existing.get(name, 'absent')} in the table, {incoming.get(name, 'absent')} here)"
+        for name in set(existing) | set(incoming)
+        if existing.get(name) != incoming.get(name)
+    )
+    if differences:
+        raise SourceError(f"raw table {path} has a different schema: {'; '.join(differences)}")
+
+
 def run(spark: SparkSession, settings: Settings, options: IngestOptions) -> IngestResult:
     check_buckets(settings.s3, [settings.tables.raw])
     ingest_id = str(uuid.uuid4())
     ingested_at = datetime.now(UTC)
     log.info("reading %d input path(s) as %s", len(options.paths), options.file_format)
-    parsed = read_input(spark, options).transform(
-        parse_input_records(F.col("_metadata.file_path"), ingest_id, ingested_at)
-    ).cache()
+    parsed = (
+        read_input(spark, options)
+        .transform(parse_input_records(F.col("_metadata.file_path"), ingest_id, ingested_at))
+        .cache()
+    )
     try:
         counts = parsed.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -121,8 +140,13 @@ def run(spark: SparkSession, settings: Settings, options: IngestOptions) -> Inge
         rows, unparsed = int(counts["rows"]), int(counts["unparsed"] or 0)
         if rows == 0:
             log.info("no rows in the input; raw table left unchanged")
-            return IngestResult(ingest_id, 0, 0, delta_io.latest_version(spark, settings.tables.raw))
-        log.info("appending %d rows (%d could not be parsed) to %s", rows, unparsed, settings.tables.raw)
+            return IngestResult(
+                ingest_id, 0, 0, delta_io.latest_version(spark, settings.tables.raw)
+            )
+        check_raw_schema(spark, settings.tables.raw, parsed)
+        log.info(
+            "appending %d rows (%d could not be parsed) to %s", rows, unparsed, settings.tables.raw
+        )
         version = delta_io.append(parsed, settings.tables.raw, f"ingest_id={ingest_id}")
     finally:
         parsed.unpersist()

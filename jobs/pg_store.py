@@ -79,8 +79,10 @@ def lookup_fingerprint(conn: Connection, specs: Sequence[LookupSpec]) -> str:
                 raise ConfigError(
                     f"lookup '{spec.name}' ({spec.table}): {_first_line(error)}"
                 ) from None
-            count, digest = cur.fetchone()  # type: ignore[misc]
-            parts.append(f"{spec.name}:{spec.table}:{','.join(spec.lookup_columns)}:{count}:{digest}")
+            count, digest = cur.fetchone() or (0, "")
+            parts.append(
+                f"{spec.name}:{spec.table}:{','.join(spec.lookup_columns)}:{count}:{digest}"
+            )
     conn.rollback()
     return json.dumps(parts)
 
@@ -193,4 +195,6 @@ def record_failure(target: PostgresTarget, run_id: str, error: str) -> bool:
 
 
 def _copy_text(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )

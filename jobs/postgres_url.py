@@ -103,7 +103,9 @@ def parse_postgres_url(url: str, environ: Mapping[str, str] | None = None) -> Po
     host = parts.hostname or ""
     dbname = unquote(parts.path.lstrip("/"))
     user = unquote(parts.username or "")
-    missing = [name for name, value in (("host", host), ("database", dbname), ("user", user)) if not value]
+    missing = [
+        name for name, value in (("host", host), ("database", dbname), ("user", user)) if not value
+    ]
     if missing:
         raise ConfigError(f"POSTGRES_URL has no {', '.join(missing)}")
     password = _password(unquote(parts.password or ""), environ)

@@ -22,7 +22,9 @@ def check_buckets(s3: S3Settings, paths: list[str]) -> None:
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchBucket"):
-                raise SourceError(f"bucket '{bucket}' does not exist on {s3.endpoint} (make up creates it)") from None
+                raise SourceError(
+                    f"bucket '{bucket}' does not exist on {s3.endpoint} (make up creates it)"
+                ) from None
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise ServiceUnavailableError(
                     f"object store at {s3.endpoint} refused the credentials for bucket '{bucket}' "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from jobs.models import RunResult
 
+
 def format_run_summary(result: RunResult) -> str:
     seconds = (result.ended_at - result.started_at).total_seconds()
     lines = [

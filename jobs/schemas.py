@@ -33,6 +33,7 @@ RAW_SCHEMA = StructType(
         StructField("currency", StringType()),
         StructField("event_ts", TimestampType()),
         # ingestion metadata
+        StructField("_record_id", StringType()),
         StructField("_source_file", StringType()),
         StructField("_ingest_id", StringType()),
         StructField("_ingested_at", TimestampType()),
@@ -56,6 +57,7 @@ QUARANTINE_COLUMNS = (
     "event_ts",
     "rejection_reasons",
     "_raw_record",
+    "_record_id",
     "_source_file",
     "_ingest_id",
     "_ingested_at",

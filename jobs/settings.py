@@ -75,7 +75,9 @@ def _secret(environ: Mapping[str, str], name: str) -> str:
         try:
             return Path(file_name).read_text(encoding="utf-8").rstrip("\n")
         except OSError as error:
-            raise ConfigError(f"{name}_FILE {file_name!r} cannot be read: {error.strerror}") from None
+            raise ConfigError(
+                f"{name}_FILE {file_name!r} cannot be read: {error.strerror}"
+            ) from None
     value = environ.get(name, "")
     if not value:
         raise ConfigError(f"{name} is not set (set it, or {name}_FILE, in the environment)")
@@ -124,7 +126,9 @@ def _lookup_spec(raw: Mapping[str, Any], index: int, source: Path) -> LookupSpec
     for setting in ("when_unmatched", "when_null"):
         for column in getattr(spec, setting):
             if column not in outputs:
-                raise ConfigError(f"{where}: {setting} names {column!r}, which is not an output column")
+                raise ConfigError(
+                    f"{where}: {setting} names {column!r}, which is not an output column"
+                )
     return spec
 
 
@@ -150,7 +154,8 @@ def load_settings(
     tables = config.get("tables", {})
     paths = TablePaths(
         raw=environ.get("RAW_TABLE_PATH") or _require(tables, "raw", f"{source} [tables]"),
-        curated=environ.get("CURATED_TABLE_PATH") or _require(tables, "curated", f"{source} [tables]"),
+        curated=environ.get("CURATED_TABLE_PATH")
+        or _require(tables, "curated", f"{source} [tables]"),
         quarantine=environ.get("QUARANTINE_TABLE_PATH")
         or _require(tables, "quarantine", f"{source} [tables]"),
     )

@@ -41,9 +41,7 @@ def _blank_to_null(column: Column) -> Column:
     return F.when(trimmed == "", F.lit(None).cast(StringType())).otherwise(trimmed)
 
 
-def parse_input_records(
-    source_file: Column, ingest_id: str, ingested_at: datetime
-) -> Transform:
+def parse_input_records(source_file: Column, ingest_id: str, ingested_at: datetime) -> Transform:
     """Type the text columns of an input file; rows that do not parse keep their text.
 
     A row whose line could not be split into fields, whose amount is not a decimal with at most
@@ -82,12 +80,17 @@ def parse_input_records(
             corrupt, F.to_json(F.struct(*[F.col(name) for name in INPUT_COLUMNS]))
         )
         has_error = F.size(parse_errors) > 0
+        # A value that lost digits in the cast is not kept: only exact amounts are typed.
+        exact_amount = F.when(amount_wide == amount.cast(_WIDE_DECIMAL), amount)
         return df.select(
             text["transaction_id"].alias("transaction_id"),
             text["merchant_id"].alias("merchant_id"),
-            F.when(has_error, None).otherwise(amount).cast(AMOUNT_TYPE).alias("amount"),
+            exact_amount.cast(AMOUNT_TYPE).alias("amount"),
             F.upper(text["currency"]).alias("currency"),
-            F.when(has_error, None).otherwise(event_ts).cast(TimestampType()).alias("event_ts"),
+            event_ts.alias("event_ts"),
+            F.concat(F.lit(f"{ingest_id}-"), F.monotonically_increasing_id().cast("string")).alias(
+                "_record_id"
+            ),
             source_file.alias("_source_file"),
             F.lit(ingest_id).alias("_ingest_id"),
             F.lit(ingested_at).cast(TimestampType()).alias("_ingested_at"),
@@ -211,7 +214,9 @@ def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
         for source, output in spec.columns.items():
             value = F.col(f"{prefix}{source}")
             if output in spec.when_null:
-                value = F.when(F.col(matched) & value.isNull(), F.lit(spec.when_null[output])).otherwise(value)
+                value = F.when(
+                    F.col(matched) & value.isNull(), F.lit(spec.when_null[output])
+                ).otherwise(value)
             if output in spec.when_unmatched:
                 value = F.when(~F.col(matched), F.lit(spec.when_unmatched[output])).otherwise(value)
             joined = joined.withColumn(output, value)

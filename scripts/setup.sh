@@ -2,6 +2,7 @@
 # Installs everything the project needs, once, into a cache outside the clone keyed by version:
 # the Python virtualenv, the JVM jars, the MinIO server binary, and PostgreSQL server binaries.
 # Safe to run any number of times; a second run with nothing to do takes about a second.
+#   scripts/setup.sh [python] [jars] [minio] [postgres]    (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ command -v "$PY" >/dev/null || die "python3 (3.11) is required"
 command -v java >/dev/null || die "a Java runtime (17 or newer) is required for Spark"
 
 version() { "$PY" scripts/versions.py "$1"; }
+COMPONENTS=" ${*:-python jars minio postgres} "
+want() { [[ $COMPONENTS == *" $1 "* ]]; }
 CACHE=$(version cache-dir)
 mkdir -p "$CACHE"
 
@@ -26,7 +29,7 @@ apt_install() {
 
 # --- Python virtualenv --------------------------------------------------------------------
 VENV="$CACHE/venv-$(version venv-key)"
-if [ ! -f "$VENV/.complete" ]; then
+if want python && [ ! -f "$VENV/.complete" ]; then
   say "creating Python virtualenv $VENV (first time only)"
   rm -rf "$VENV"
   "$PY" -m venv "$VENV"
@@ -35,11 +38,11 @@ if [ ! -f "$VENV/.complete" ]; then
   "$VENV/bin/pip" install -q -r "$VENV/requirements.txt" >&2
   touch "$VENV/.complete"
 fi
-ln -sfn "$VENV" .venv
+want python && ln -sfn "$VENV" .venv
 
 # --- JVM jars ------------------------------------------------------------------------------
 JAR_DIR=$(version jar-dir)
-if [ ! -f "$JAR_DIR/.complete" ]; then
+if want jars && [ ! -f "$JAR_DIR/.complete" ]; then
   command -v mvn >/dev/null || apt_install maven
   say "resolving JARs into $JAR_DIR (first time only)"
   mkdir -p "$JAR_DIR"
@@ -55,16 +58,25 @@ fi
 
 # --- MinIO server (community edition is source-only) -----------------------------------------
 MINIO_BIN=$(version minio-bin)
-if [ ! -x "$MINIO_BIN" ]; then
+if want minio && [ ! -x "$MINIO_BIN" ]; then
   command -v go >/dev/null || die "Go is required to build MinIO from source"
   say "building MinIO $(version minio-release) with go install (first time only, a few minutes)"
   GOBIN=$(dirname "$MINIO_BIN") go install "$(version minio-module)" >&2 || die "go install of MinIO failed"
 fi
 
 # --- PostgreSQL server and client ------------------------------------------------------------
-if ! scripts/pg_bindir.sh >/dev/null 2>&1; then
-  say "installing PostgreSQL server ($(version postgres-package)) from Debian packages"
-  apt_install "$(version postgres-package)"
+if want postgres; then
+  if ! scripts/pg_bindir.sh >/dev/null 2>&1; then
+    say "installing PostgreSQL server ($(version postgres-package)) from Debian packages"
+    apt_install "$(version postgres-package)"
+  fi
+  command -v psql >/dev/null || apt_install postgresql-client
 fi
-command -v psql >/dev/null || apt_install postgresql-client
-say "ready: venv=$VENV jars=$JAR_DIR minio=$MINIO_BIN postgres=$(scripts/pg_bindir.sh)"
+
+# --- compose-go checker (tests validate docker-compose.yml with it; no Docker engine here) ---
+COMPOSECHECK=$(version composecheck-bin)
+if want postgres && [ ! -x "$COMPOSECHECK" ] && command -v go >/dev/null; then
+  say "building the compose file checker (compose-go, first time only)"
+  (cd tools/composecheck && go build -o "$COMPOSECHECK" .) >&2 || die "building tools/composecheck failed"
+fi
+say "ready (${COMPONENTS# })"

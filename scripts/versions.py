@@ -2,7 +2,8 @@
 
 Usage: python3 scripts/versions.py <key>
 Keys: venv-key, python-requirements, jars (one ``group:artifact:version`` a line),
-      jar-dir, minio-release, minio-module, minio-bin, postgres-package, cache-dir.
+      jar-dir, minio-release, minio-module, minio-bin, postgres-package, cache-dir,
+      composecheck-bin.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def load_pyproject() -> dict[str, Any]:
 
 
 def python_requirements(project: dict[str, Any]) -> list[str]:
-    return [*project["project"]["dependencies"], *project["project"]["optional-dependencies"]["dev"]]
+    return [
+        *project["project"]["dependencies"],
+        *project["project"]["optional-dependencies"]["dev"],
+    ]
 
 
 def jar_coordinates(project: dict[str, Any]) -> list[str]:
@@ -40,21 +44,30 @@ def short_hash(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
 
+def _composecheck_hash() -> str:
+    sources = ("main.go", "go.mod", "go.sum")
+    digest = hashlib.sha256()
+    for name in sources:
+        digest.update((ROOT / "tools" / "composecheck" / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def value(key: str) -> str:
     project = load_pyproject()
     servers = project["tool"]["enrich"]["servers"]
     requirements = python_requirements(project)
     jars = jar_coordinates(project)
-    values = {
+    values: dict[str, str] = {
         "cache-dir": str(cache_dir()),
         "venv-key": f"py{sys.version_info.major}{sys.version_info.minor}-{short_hash(requirements)}",
         "python-requirements": "\n".join(requirements),
         "jars": "\n".join(jars),
         "jar-dir": str(cache_dir() / f"jars-{short_hash(jars)}"),
-        "minio-release": servers["minio_release"],
-        "minio-module": servers["minio_module"],
+        "minio-release": str(servers["minio_release"]),
+        "minio-module": str(servers["minio_module"]),
         "minio-bin": str(cache_dir() / f"minio-{servers['minio_release']}" / "minio"),
-        "postgres-package": servers["postgres_debian_package"],
+        "postgres-package": str(servers["postgres_debian_package"]),
+        "composecheck-bin": str(cache_dir() / f"composecheck-{_composecheck_hash()}"),
     }
     if key not in values:
         raise SystemExit(f"unknown key {key!r}; known: {', '.join(sorted(values))}")

@@ -1,0 +1,78 @@
+# Spark enrichment jobs with a Postgres reference store. `make help` lists the targets.
+# Every target loads conf/local.env underneath your own environment (yours wins).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+RUN := scripts/with_env.sh
+PY := .venv/bin/python
+DEMO_ROWS ?= 20000
+ROWS ?= 10000
+OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
+
+.PHONY: help setup up down status seed demo generate ingest submit-batch spark-sql psql \
+        test test-unit test-integration check fmt clean clean-state
+
+help: ## List the targets
+	@echo "Spark enrichment jobs with a Postgres reference store"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: SQL=\"...\" (spark-sql, psql), FILES=... (ingest), ARGS=... (submit-batch),"
+	@echo "           ROWS=N OUT=path (generate), DEMO_ROWS=N (demo), SPARK_MASTER=... (submit-batch)"
+
+setup: ## Install the virtualenv, JARs, MinIO and PostgreSQL (cached in ~/.cache/spark-enrich)
+	@scripts/setup.sh
+
+up: setup ## Start the local stack: PostgreSQL and MinIO on 127.0.0.1, buckets created
+	@$(RUN) scripts/stack.sh up
+
+down: ## Stop the local stack (data is kept in .stack/)
+	@$(RUN) scripts/stack.sh down
+
+status: ## Show whether PostgreSQL and MinIO are running
+	@$(RUN) scripts/stack.sh status
+
+seed: up ## Apply reference_sql/*.sql with psql (rerunnable)
+	@$(RUN) scripts/seed.sh
+
+demo: seed ## Run the whole flow once: generate, ingest, enrich, print the run summary
+	@$(RUN) $(PY) -m jobs.generate_transactions --rows $(DEMO_ROWS) --output $(OUT)
+	@$(RUN) scripts/submit.sh ingest $(OUT)
+	@$(RUN) scripts/submit.sh batch_enrich
+
+generate: setup ## Write ROWS generated transactions to OUT (csv or jsonl)
+	@$(RUN) $(PY) -m jobs.generate_transactions --rows $(ROWS) --output $(OUT)
+
+ingest: setup ## Append FILES (csv/jsonl, local or s3a://) to the raw Delta table
+	@test -n "$(FILES)" || { echo "usage: make ingest FILES='a.csv b.jsonl'" >&2; exit 2; }
+	@$(RUN) scripts/submit.sh ingest $(FILES)
+
+submit-batch: setup ## spark-submit the batch enrichment job (ARGS=--force to rebuild)
+	@$(RUN) scripts/submit.sh batch_enrich $(ARGS)
+
+spark-sql: setup ## spark-sql with the tables by name; SQL="..." runs one statement
+	@$(RUN) scripts/spark_sql.sh
+
+psql: ## psql on POSTGRES_URL; SQL="..." runs one statement
+	@if [ -n "$(SQL)" ]; then $(RUN) scripts/psql.sh -X -c "$(SQL)"; else $(RUN) scripts/psql.sh; fi
+
+test: up ## Run every test (unit, integration, end to end) against the local stack
+	@$(RUN) $(PY) -m pytest
+
+test-unit: setup ## Run the unit tests only (no servers needed)
+	@$(RUN) $(PY) -m pytest tests/unit
+
+check: setup ## Lint, format check and type check (ruff, mypy)
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy
+
+fmt: setup ## Format the code (ruff)
+	@$(PY) -m ruff check --fix .
+	@$(PY) -m ruff format .
+
+clean: ## Remove build output
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+
+clean-state: down ## Stop the stack and delete its data (.stack/)
+	rm -rf .stack

@@ -1,0 +1,53 @@
+"""One SparkSession for the whole test run: small, local, UI off, no cluster.
+
+It is built by the same builder as the jobs, with conf/spark-defaults.conf (Delta, S3A, UTC)
+and the cached JARs, so the integration tests use Delta on s3a:// exactly as the jobs do.
+No credential is put in its configuration: S3A reads them from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs.session import session_builder
+from jobs.settings import s3_from_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _jar_paths() -> str:
+    jar_dir = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "versions.py"), "jar-dir"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    jars = sorted(Path(jar_dir).glob("*.jar"))
+    if not jars:
+        pytest.exit(f"no JARs in {jar_dir}; run 'make setup'", returncode=2)
+    return ",".join(str(jar) for jar in jars)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    os.environ["SPARK_CONF_DIR"] = str(ROOT / "conf")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    session = (
+        session_builder("enrich-tests", s3_from_env(os.environ))
+        .master("local[2]")
+        .config("spark.jars", _jar_paths())
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()

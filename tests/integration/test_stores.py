@@ -1,0 +1,159 @@
+"""The I/O modules against the real local stack: JDBC lookups, Delta on s3a://, the summary
+write, and seeding."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from decimal import Decimal
+
+import psycopg2
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs import delta_io, jdbc_io, pg_store
+from jobs.models import RunCounts, RunResult, SummaryRow
+from jobs.postgres_url import PostgresTarget
+from jobs.settings import Settings
+from jobs.transforms import check_lookup_columns
+
+from .conftest import ScratchBucket, run_seed
+
+pytestmark = pytest.mark.integration
+
+
+def lookup_snapshot(conn: psycopg2.extensions.connection) -> tuple[int, str, str]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), md5(string_agg(m::text, '|' ORDER BY merchant_id)) FROM merchant_lookup m"
+        )
+        merchants = cur.fetchone()
+        cur.execute(
+            "SELECT md5(string_agg(c::text, '|' ORDER BY category)) FROM category_group_lookup c"
+        )
+        groups = cur.fetchone()
+    assert merchants is not None and groups is not None
+    return int(merchants[0]), str(merchants[1]), str(groups[0])
+
+
+def test_seeding_twice_is_harmless(
+    test_db_env: dict[str, str], pg: psycopg2.extensions.connection
+) -> None:
+    before = lookup_snapshot(pg)
+    assert before[0] == 10_003
+    again = run_seed(test_db_env)
+    assert again.returncode == 0, again.stderr
+    assert lookup_snapshot(pg) == before  # same rows, same updated_at: nothing rewritten
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT merchant_name, category FROM merchant_lookup "
+            "WHERE merchant_id IN ('MER-ABC', 'MER-XYZ', 'MER-123') ORDER BY merchant_id"
+        )
+        assert cur.fetchall() == [
+            ("HealthPlus Pharmacy", "Healthcare"),
+            ("Alpha Mart", "Groceries"),
+            ("Tech Gadgets Inc.", "Electronics"),
+        ]
+
+
+def test_jdbc_lookup_read(spark: SparkSession, settings: Settings) -> None:
+    spec = settings.lookups[0]
+    lookup = jdbc_io.read_lookup(spark, settings.postgres, spec, settings.jdbc_fetchsize)
+    check_lookup_columns(lookup, spec)
+    assert dict(lookup.dtypes)["merchant_id"] == "string"
+    assert lookup.count() == 10_003
+    row = lookup.filter("merchant_id = 'MER-XYZ'").first()
+    assert row is not None
+    assert (row["merchant_name"], row["category"]) == ("Tech Gadgets Inc.", "Electronics")
+
+
+def test_jdbc_read_of_a_missing_table_fails(spark: SparkSession, settings: Settings) -> None:
+    spec = replace(settings.lookups[0], table="reference.no_such_table")
+    with pytest.raises(Exception, match="no_such_table"):
+        jdbc_io.read_lookup(spark, settings.postgres, spec, 100).count()
+
+
+def test_delta_write_read_and_versions_on_s3a(spark: SparkSession, bucket: ScratchBucket) -> None:
+    path = bucket.path("roundtrip")
+    assert delta_io.latest_version(spark, path) is None
+    first = spark.createDataFrame(
+        [("a", Decimal("1.10"), dt.datetime(2026, 1, 1, 23, 30))],
+        "id string, amount decimal(18,2), ts timestamp",
+    )
+    second = spark.createDataFrame(
+        [("b", Decimal("2.20"), dt.datetime(2026, 1, 2, 0, 0))],
+        "id string, amount decimal(18,2), ts timestamp",
+    )
+    assert delta_io.overwrite(first, path, "v0") == 0
+    assert delta_io.overwrite(second, path, "v1") == 1
+    assert delta_io.append(first, path, "v2") == 2
+    assert sorted(r["id"] for r in delta_io.read_version(spark, path, 0).collect()) == ["a"]
+    assert sorted(r["id"] for r in delta_io.read_version(spark, path, 1).collect()) == ["b"]
+    latest = delta_io.read_version(spark, path, 2)
+    assert sorted((r["id"], r["amount"]) for r in latest.collect()) == [
+        ("a", Decimal("1.10")),
+        ("b", Decimal("2.20")),
+    ]
+
+
+def test_s3a_overwrite_deletes_objects_on_minio(spark: SparkSession, bucket: ScratchBucket) -> None:
+    """An overwrite makes S3A delete the old files with DeleteObjects: the call that AWS SDK
+    >= 2.30 broke against MinIO. hadoop-aws 3.5.0 keeps sending Content-MD5, so it works."""
+    path = bucket.path("plain-parquet")
+    spark.range(0, 50, numPartitions=5).write.mode("overwrite").parquet(path)
+    spark.range(100, 103, numPartitions=1).write.mode("overwrite").parquet(path)
+    assert sorted(r["id"] for r in spark.read.parquet(path).collect()) == [100, 101, 102]
+
+
+def _result(run_id: str, counts: RunCounts) -> RunResult:
+    now = dt.datetime.now(dt.UTC)
+    return RunResult(
+        run_id=run_id,
+        status="succeeded",
+        started_at=now,
+        ended_at=now,
+        raw_table="s3a://b/raw",
+        curated_table="s3a://b/cur",
+        quarantine_table="s3a://b/q",
+        raw_version=4,
+        counts=counts,
+        curated_version=2,
+        quarantine_version=2,
+        summary_rows=2,
+        top_unmatched=[("MER-UNK-001", 3)],
+    )
+
+
+def test_summary_write_replaces_rows_with_the_run_record(
+    test_target: PostgresTarget, pg: psycopg2.extensions.connection
+) -> None:
+    import uuid
+
+    counts = RunCounts(
+        rows_read=10, rows_curated=7, rows_quarantined=2, rows_duplicate=1, rows_unmatched=3
+    )
+    rows = [
+        SummaryRow(dt.date(2026, 11, 1), "Groceries", "USD", 5, Decimal("100.25")),
+        SummaryRow(dt.date(2026, 11, 1), "Tab\tCategory", "EUR", 2, Decimal("0.50")),
+    ]
+    for summary in (rows, rows[:1]):
+        run_id = str(uuid.uuid4())
+        with pg_store.connect(test_target) as conn:
+            pg_store.start_run(conn, run_id, "test", "s3a://b/raw")
+            pg_store.finish_run(conn, _result(run_id, counts), "fp", summary)
+        with pg.cursor() as cur:
+            cur.execute(
+                "SELECT event_date, category, currency, transaction_count, total_amount, run_id::text "
+                "FROM category_daily_summary ORDER BY category"
+            )
+            assert cur.fetchall() == [
+                (r.event_date, r.category, r.currency, r.transaction_count, r.total_amount, run_id)
+                for r in summary
+            ]
+            cur.execute(
+                "SELECT status, rows_read, rows_curated, rows_unmatched, details->'top_unmatched' "
+                "FROM enrichment_runs WHERE run_id = %s",
+                (run_id,),
+            )
+            assert cur.fetchone() == ("succeeded", 10, 7, 3, [["MER-UNK-001", 3]])
+        pg.rollback()

@@ -1,0 +1,1 @@
+"""Unit tests need no server; they still share the session-scoped ``spark`` fixture."""

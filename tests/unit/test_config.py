@@ -1,0 +1,106 @@
+"""Settings, the POSTGRES_URL parser and argument parsing: clear errors naming the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs.batch_enrich import parse_args as batch_args
+from jobs.errors import ConfigError
+from jobs.ingest import parse_args as ingest_args
+from jobs.postgres_url import parse_postgres_url
+from jobs.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_ENV = {
+    "POSTGRES_URL": "postgresql://enrich:s3cret-pw@db.example:6543/enrichment?sslmode=verify-full&sslrootcert=/ca.pem",
+    "S3_ENDPOINT": "https://s3.example:9000",
+    "AWS_ACCESS_KEY_ID": "key",
+    "AWS_SECRET_ACCESS_KEY": "secret",
+    "SPARK_CONF_DIR": str(ROOT / "conf"),
+}
+
+
+def test_postgres_url_becomes_jdbc_without_credentials_and_keeps_sslmode() -> None:
+    target = parse_postgres_url(BASE_ENV["POSTGRES_URL"], {})
+    assert target.jdbc_url() == (
+        "jdbc:postgresql://db.example:6543/enrichment?sslmode=verify-full&sslrootcert=/ca.pem"
+    )
+    assert target.redacted() == (
+        "postgresql://enrich@db.example:6543/enrichment?sslmode=verify-full&sslrootcert=/ca.pem"
+    )
+    assert "s3cret-pw" not in repr(target)
+    env = target.libpq_env()
+    assert env["PGSSLMODE"] == "verify-full" and env["PGPASSWORD"] == "s3cret-pw"
+
+
+def test_password_file_wins_over_the_url(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    target = parse_postgres_url(BASE_ENV["POSTGRES_URL"], {"POSTGRES_PASSWORD_FILE": str(secret)})
+    assert target.password == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "POSTGRES_URL is not set"),
+        ("mysql://u@h/db", "must start with postgresql://"),
+        ("postgresql://h:5432/db", "POSTGRES_URL has no user"),
+        ("postgresql://u@h:notaport/db", "invalid port"),
+    ],
+)
+def test_bad_postgres_url_is_named(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_postgres_url(url, {})
+
+
+def test_settings_load_lookups_from_conf() -> None:
+    settings = load_settings(BASE_ENV)
+    assert [spec.table for spec in settings.lookups] == [
+        "reference.merchant_lookup",
+        "reference.category_group_lookup",
+    ]
+    assert settings.lookups[0].when_unmatched == {"enriched_category": "UNKNOWN"}
+    assert settings.tables.curated == "s3a://curated-data-bucket/financial_data_curated_enriched"
+    assert settings.s3.uses_ssl
+
+
+@pytest.mark.parametrize(
+    "missing", ["S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "POSTGRES_URL"]
+)
+def test_missing_setting_is_named(missing: str) -> None:
+    env = {key: value for key, value in BASE_ENV.items() if key != missing}
+    with pytest.raises(ConfigError, match=missing):
+        load_settings(env)
+
+
+def test_secret_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    env = {**BASE_ENV, "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "absent")}
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY_FILE"):
+        load_settings(env)
+
+
+def test_lookup_table_name_that_is_not_an_identifier_is_refused(tmp_path: Path) -> None:
+    config = (
+        (ROOT / "conf" / "enrichment.toml")
+        .read_text()
+        .replace('table = "reference.merchant_lookup"', 'table = "merchant_lookup; DROP TABLE x"')
+    )
+    path = tmp_path / "enrichment.toml"
+    path.write_text(config)
+    with pytest.raises(ConfigError, match="is not a plain"):
+        load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+
+
+def test_parse_args() -> None:
+    assert batch_args([]).force is False
+    assert batch_args(["--force"]).force is True
+    with pytest.raises(SystemExit):
+        batch_args(["--run-id", "not-a-uuid"])
+    assert ingest_args(["a.jsonl", "b.jsonl"]).file_format == "jsonl"
+    assert ingest_args(["s3a://bucket/x.csv"]).file_format == "csv"
+    assert ingest_args(["dir", "--format", "csv"]).paths == ("dir",)
+    with pytest.raises(SystemExit):
+        ingest_args(["folder-without-extension"])

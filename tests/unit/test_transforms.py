@@ -1,0 +1,365 @@
+"""Each transform on small hand-written DataFrames, compared exactly with chispa."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from jobs.errors import SourceError
+from jobs.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA
+from jobs.settings import LookupSpec
+from jobs.transforms import (
+    add_rejection_reasons,
+    check_lookup_columns,
+    curated_rows,
+    daily_category_summary,
+    flag_superseded_duplicates,
+    join_lookup,
+    parse_input_records,
+    quarantined_rows,
+    run_counts,
+)
+
+INGESTED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+MERCHANT = LookupSpec(
+    name="merchant",
+    table="reference.merchant_lookup",
+    key="merchant_id",
+    join_on="merchant_id",
+    columns={"merchant_name": "merchant_name", "category": "enriched_category"},
+    when_unmatched={"enriched_category": "UNKNOWN"},
+    when_null={"enriched_category": "UNCATEGORIZED"},
+)
+
+
+def ts(text: str) -> datetime:
+    """A UTC timestamp as Spark returns it with session time zone UTC (naive, in UTC)."""
+    return datetime.fromisoformat(text).astimezone(UTC).replace(tzinfo=None)
+
+
+def raw_rows(spark: SparkSession, rows: list[tuple[object, ...]]) -> DataFrame:
+    """Raw-table rows from (transaction_id, merchant_id, amount, currency, event_ts,
+    ingested_at, parse_errors)."""
+    full = [
+        (tid, mid, amount, cur, event, f"r{n}", "file:/in.csv", "ingest-1", ingested, None, errors)
+        for n, (tid, mid, amount, cur, event, ingested, errors) in enumerate(rows)
+    ]
+    return spark.createDataFrame(full, RAW_SCHEMA)
+
+
+# --------------------------------------------------------------------------------------------
+# parse_input_records
+# --------------------------------------------------------------------------------------------
+
+
+def parse(spark: SparkSession, rows: list[tuple[str | None, ...]]) -> DataFrame:
+    df = spark.createDataFrame(rows, INPUT_SCHEMA)
+    return df.transform(parse_input_records(F.lit("file:/in.csv"), "ingest-1", INGESTED))
+
+
+def test_parse_types_values_and_normalises_utc_offsets(spark: SparkSession) -> None:
+    parsed = parse(
+        spark,
+        [
+            ("T1", "MER-ABC", "12.50", "usd", "2026-11-01T23:30:00-05:00", None),
+            (" T2 ", "MER-XYZ", "7", "EUR", "2026-11-02T00:00:00Z", None),
+            ("T3", "MER-123", "0.01", "GBP", "2026-11-02 08:15:00", None),
+        ],
+    ).select("transaction_id", "amount", "currency", "event_ts", "_parse_errors")
+    expected = spark.createDataFrame(
+        [
+            ("T1", Decimal("12.50"), "USD", ts("2026-11-02T04:30:00+00:00"), []),
+            ("T2", Decimal("7.00"), "EUR", ts("2026-11-02T00:00:00+00:00"), []),
+            ("T3", Decimal("0.01"), "GBP", ts("2026-11-02T08:15:00+00:00"), []),
+        ],
+        StructType(
+            [
+                StructField("transaction_id", StringType()),
+                StructField("amount", AMOUNT_TYPE),
+                StructField("currency", StringType()),
+                StructField("event_ts", TimestampType()),
+                StructField("_parse_errors", ArrayType(StringType(), containsNull=False), False),
+            ]
+        ),
+    )
+    assert_df_equality(parsed, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_parse_keeps_unparseable_rows_with_their_text_and_every_error(spark: SparkSession) -> None:
+    parsed = parse(
+        spark,
+        [
+            ("T1", "M", "12.345", "USD", "2026-11-01T00:00:00Z", None),
+            ("T2", "M", "abc", "USD", "not a time", None),
+            ("T3", "M", "99999999999999999999.00", "USD", "2026-11-01T00:00:00Z", None),
+            (None, None, None, None, None, "T4,M,oops"),
+            ("T5", "M", "", "USD", "", None),
+        ],
+    )
+    rows = {row["transaction_id"]: row for row in parsed.collect()}
+    assert rows["T1"]["_parse_errors"] == ["amount '12.345' has more than 2 decimals"]
+    assert rows["T1"]["amount"] is None
+    # A bad amount does not take the row's good timestamp with it.
+    assert rows["T1"]["event_ts"] == ts("2026-11-01T00:00:00+00:00")
+    assert rows["T2"]["_parse_errors"] == [
+        "amount 'abc' is not a number",
+        "event_ts 'not a time' is not a timestamp",
+    ]
+    assert '"amount":"abc"' in rows["T2"]["_raw_record"]
+    assert rows["T3"]["_parse_errors"] == ["amount '99999999999999999999.00' is out of range"]
+    assert rows[None]["_parse_errors"] == ["record could not be split into fields"]
+    assert rows[None]["_raw_record"] == "T4,M,oops"
+    # Blank fields are missing values, not parse errors: validation reports them.
+    assert rows["T5"]["_parse_errors"] == []
+    assert rows["T5"]["amount"] is None and rows["T5"]["event_ts"] is None
+    assert rows["T5"]["_raw_record"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# add_rejection_reasons
+# --------------------------------------------------------------------------------------------
+
+
+def reasons_of(df: DataFrame) -> dict[str | None, list[str]]:
+    validated = df.transform(add_rejection_reasons(AS_OF, 60, {"USD", "EUR"}))
+    return {row["transaction_id"]: row["rejection_reasons"] for row in validated.collect()}
+
+
+def test_validation_gives_every_reason_that_applies(spark: SparkSession) -> None:
+    df = raw_rows(
+        spark,
+        [
+            ("OK", "M1", Decimal("1.00"), "USD", ts("2026-11-20T12:59:00+00:00"), INGESTED, []),
+            ("NEG", "M1", Decimal("-5.00"), "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+            ("ZERO", "M1", Decimal("0.00"), "XYZ", None, INGESTED, []),
+            ("FUT", "", Decimal("1.00"), "EUR", ts("2026-11-20T13:01:00+00:00"), INGESTED, []),
+            (" ", "M1", None, None, ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+            ("BAD", "M1", None, "USD", None, INGESTED, ["amount 'x' is not a number"]),
+        ],
+    )
+    assert reasons_of(df) == {
+        "OK": [],
+        "NEG": ["amount_not_positive"],
+        "ZERO": ["amount_not_positive", "unknown_currency", "missing_event_ts"],
+        "FUT": ["missing_merchant_id", "event_ts_in_future"],
+        " ": ["missing_transaction_id", "missing_amount", "missing_currency"],
+        "BAD": ["malformed_record: amount 'x' is not a number", "missing_event_ts"],
+    }
+
+
+def test_malformed_line_is_only_reported_as_malformed(spark: SparkSession) -> None:
+    df = raw_rows(
+        spark, [(None, None, None, None, None, INGESTED, ["record could not be split into fields"])]
+    )
+    assert reasons_of(df) == {None: ["malformed_record: record could not be split into fields"]}
+
+
+# --------------------------------------------------------------------------------------------
+# flag_superseded_duplicates
+# --------------------------------------------------------------------------------------------
+
+
+def test_latest_ingestion_wins_and_invalid_rows_do_not_compete(spark: SparkSession) -> None:
+    earlier = datetime(2026, 11, 19, tzinfo=UTC)
+    df = raw_rows(
+        spark,
+        [
+            ("T1", "M1", Decimal("1.00"), "USD", ts("2026-11-01T00:00:00+00:00"), earlier, []),
+            ("T1", "M1", Decimal("2.00"), "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+            ("T2", "M1", Decimal("3.00"), "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+            ("T2", "M1", Decimal("-3.00"), "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+        ],
+    )
+    flagged = (
+        df.transform(add_rejection_reasons(AS_OF, 60, {"USD"}))
+        .transform(flag_superseded_duplicates)
+        .select("transaction_id", "amount", "_is_valid", "_is_duplicate")
+    )
+    expected = spark.createDataFrame(
+        [
+            ("T1", Decimal("1.00"), True, True),
+            ("T1", Decimal("2.00"), True, False),
+            ("T2", Decimal("3.00"), True, False),
+            ("T2", Decimal("-3.00"), False, False),
+        ],
+        "transaction_id string, amount decimal(18,2), _is_valid boolean, _is_duplicate boolean",
+    )
+    assert_df_equality(flagged, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+# --------------------------------------------------------------------------------------------
+# join_lookup / check_lookup_columns
+# --------------------------------------------------------------------------------------------
+
+
+def merchants(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(
+        [("MER-ABC", "Alpha Mart", "Groceries"), ("MER-NUL", "No Category Ltd", None)],
+        "merchant_id string, merchant_name string, category string",
+    )
+
+
+def test_join_lookup_match_no_match_null_value_and_null_key(spark: SparkSession) -> None:
+    data = spark.createDataFrame(
+        [("T1", "MER-ABC"), ("T2", "MER-UNK"), ("T3", "MER-NUL"), ("T4", None)],
+        "transaction_id string, merchant_id string",
+    )
+    joined = data.transform(join_lookup(merchants(spark), MERCHANT))
+    expected = spark.createDataFrame(
+        [
+            ("T1", "MER-ABC", True, "Alpha Mart", "Groceries"),
+            ("T2", "MER-UNK", False, None, "UNKNOWN"),
+            ("T3", "MER-NUL", True, "No Category Ltd", "UNCATEGORIZED"),
+            ("T4", None, False, None, "UNKNOWN"),
+        ],
+        StructType(
+            [
+                StructField("transaction_id", StringType()),
+                StructField("merchant_id", StringType()),
+                StructField("_matched_merchant", BooleanType(), False),
+                StructField("merchant_name", StringType()),
+                StructField("enriched_category", StringType()),
+            ]
+        ),
+    )
+    assert_df_equality(joined, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_lookup_with_missing_column_is_refused_naming_table_and_column(spark: SparkSession) -> None:
+    lookup = merchants(spark).drop("category")
+    with pytest.raises(SourceError, match=r"reference\.merchant_lookup has no column 'category'"):
+        check_lookup_columns(lookup, MERCHANT)
+
+
+def test_lookup_key_of_wrong_type_is_refused(spark: SparkSession) -> None:
+    lookup = spark.createDataFrame(
+        [(1, "A", "B")], "merchant_id int, merchant_name string, category string"
+    )
+    with pytest.raises(SourceError, match="key column 'merchant_id' must be text, found int"):
+        check_lookup_columns(lookup, MERCHANT)
+
+
+# --------------------------------------------------------------------------------------------
+# curated / quarantine split, counts and summary
+# --------------------------------------------------------------------------------------------
+
+
+def classified(spark: SparkSession) -> DataFrame:
+    df = raw_rows(
+        spark,
+        [
+            (
+                "T1",
+                "MER-ABC",
+                Decimal("10.10"),
+                "USD",
+                ts("2026-11-01T23:59:59+00:00"),
+                INGESTED,
+                [],
+            ),
+            (
+                "T2",
+                "MER-UNK",
+                Decimal("5.05"),
+                "USD",
+                ts("2026-11-02T00:00:00+00:00"),
+                INGESTED,
+                [],
+            ),
+            (
+                "T2",
+                "MER-UNK",
+                Decimal("5.05"),
+                "USD",
+                ts("2026-11-02T00:00:00+00:00"),
+                INGESTED,
+                [],
+            ),
+            (
+                "T3",
+                "MER-ABC",
+                Decimal("-1.00"),
+                "USD",
+                ts("2026-11-01T10:00:00+00:00"),
+                INGESTED,
+                [],
+            ),
+            (
+                "T4",
+                "MER-ABC",
+                Decimal("0.20"),
+                "USD",
+                ts("2026-11-01T00:00:00+00:00"),
+                INGESTED,
+                [],
+            ),
+        ],
+    )
+    return (
+        df.transform(add_rejection_reasons(AS_OF, 60, {"USD"}))
+        .transform(flag_superseded_duplicates)
+        .transform(join_lookup(merchants(spark), MERCHANT))
+        .withColumn("_run_id", F.lit("run-1"))
+        .withColumn("_source_version", F.lit(3).cast(LongType()))
+        .withColumn("_enriched_at", F.lit(AS_OF).cast(TimestampType()))
+    )
+
+
+def test_every_row_lands_in_exactly_one_output_and_counts_reconcile(spark: SparkSession) -> None:
+    rows = classified(spark)
+    curated = rows.transform(curated_rows(["merchant_name", "enriched_category"]))
+    quarantine = rows.transform(quarantined_rows)
+    assert sorted(r["transaction_id"] for r in curated.collect()) == ["T1", "T2", "T4"]
+    assert sorted(
+        (r["transaction_id"], tuple(r["rejection_reasons"])) for r in quarantine.collect()
+    ) == [
+        ("T2", ("duplicate_transaction_id",)),
+        ("T3", ("amount_not_positive",)),
+    ]
+    counts = rows.transform(run_counts(MERCHANT)).first()
+    assert counts is not None
+    assert counts.asDict() == {
+        "rows_read": 5,
+        "rows_curated": 3,
+        "rows_quarantined": 1,
+        "rows_duplicate": 1,
+        "rows_unmatched": 1,
+    }
+
+
+def test_summary_sums_decimals_exactly_per_utc_day(spark: SparkSession) -> None:
+    curated = classified(spark).transform(curated_rows(["merchant_name", "enriched_category"]))
+    summary = curated.transform(daily_category_summary)
+    expected = spark.createDataFrame(
+        [
+            (date(2026, 11, 1), "Groceries", "USD", 2, Decimal("10.30")),
+            (date(2026, 11, 2), "UNKNOWN", "USD", 1, Decimal("5.05")),
+        ],
+        StructType(
+            [
+                StructField("event_date", DateType()),
+                StructField("category", StringType()),
+                StructField("currency", StringType()),
+                StructField("transaction_count", LongType(), False),
+                StructField("total_amount", DecimalType(20, 2)),
+            ]
+        ),
+    )
+    assert_df_equality(summary, expected, ignore_row_order=True, ignore_nullable=True)
