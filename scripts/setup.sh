@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf 'setup: %s\n' "$*" >&2; }
+did_work=0
+say() { did_work=1; printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 PY=${PYTHON:-python3}
@@ -79,4 +80,4 @@ if want postgres && [ ! -x "$COMPOSECHECK" ] && command -v go >/dev/null; then
   say "building the compose file checker (compose-go, first time only)"
   (cd tools/composecheck && go build -o "$COMPOSECHECK" .) >&2 || die "building tools/composecheck failed"
 fi
-say "ready (${COMPONENTS# })"
+[ "$did_work" = 0 ] || say "ready (${COMPONENTS# })"
