@@ -15,9 +15,6 @@ class RunCounts:
     rows_duplicate: int
     rows_unmatched: int
 
-    def reconciles(self) -> bool:
-        return self.rows_read == self.rows_curated + self.rows_quarantined + self.rows_duplicate
-
 
 @dataclass(frozen=True)
 class SummaryRow:
@@ -28,10 +25,10 @@ class SummaryRow:
     total_amount: Decimal
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
     run_id: str
-    status: str  # succeeded | noop
+    status: str  # running | succeeded | noop
     started_at: datetime
     ended_at: datetime
     raw_table: str

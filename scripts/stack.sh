@@ -99,7 +99,10 @@ postgres_down() {
 }
 
 minio_running() { [ -f "$MINIO_PID" ] && kill -0 "$(cat "$MINIO_PID")" 2>/dev/null; }
-minio_healthy() { curl -fsS -o /dev/null --max-time 2 "http://$S3_HOSTPORT/minio/health/live" 2>/dev/null; }
+minio_healthy() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://$S3_HOSTPORT/minio/health/live" 2>/dev/null
+}
 
 minio_up() {
   local minio_bin

@@ -8,8 +8,6 @@ No credential is put in its configuration: S3A reads them from the environment.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,17 +16,13 @@ from pyspark.sql import SparkSession
 
 from jobs.session import session_builder
 from jobs.settings import s3_from_env
+from scripts.versions import value as pinned
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _jar_paths() -> str:
-    jar_dir = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "versions.py"), "jar-dir"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    jar_dir = pinned("jar-dir")
     jars = sorted(Path(jar_dir).glob("*.jar"))
     if not jars:
         pytest.exit(f"no JARs in {jar_dir}; run 'make setup'", returncode=2)

@@ -68,9 +68,11 @@ def pipeline(
     data = tmp_path_factory.mktemp("input")
     generate(data / "batch.csv", 3000, 1234)
     generate(data / "batch.jsonl", 1000, 99)
-    for name in ("batch.csv", "batch.jsonl"):
-        landed = submit(env, "ingest", str(data / name))
-        assert landed.returncode == 0, landed.stderr[-3000:]
+    # One input from a local path, one from the object store.
+    client.upload_file(str(data / "batch.jsonl"), bucket.name, "incoming/batch.jsonl")
+    for source in (str(data / "batch.csv"), f"s3a://{bucket.name}/incoming/batch.jsonl"):
+        landed = submit(env, "ingest", source)
+        assert landed.returncode == 0, landed.stdout[-3000:] + landed.stderr[-3000:]
     # The same CSV again: a file ingested twice must not double anything downstream.
     again = submit(env, "ingest", str(data / "batch.csv"))
     assert again.returncode == 0, again.stderr[-3000:]
@@ -244,11 +246,13 @@ def test_missing_setting_is_named(pipeline: Pipeline) -> None:
 
 def test_postgres_down_gives_one_clear_message(spark: SparkSession, pipeline: Pipeline) -> None:
     before = delta_io.latest_version(spark, pipeline.settings.tables.curated)
-    env = {**pipeline.env, "POSTGRES_URL": pipeline.env["POSTGRES_URL"].replace(":55432/", ":1/")}
+    target = pipeline.settings.postgres
+    closed_port_url = f"postgresql://{target.user}@{target.host}:1/{target.dbname}"
+    env = {**pipeline.env, "POSTGRES_URL": closed_port_url}
     result = submit(env, "batch_enrich", "--force")
     assert result.returncode == 4
     [line] = error_lines(result)
-    assert "cannot connect to PostgreSQL at postgresql://enrich@127.0.0.1:1/" in line
+    assert f"cannot connect to PostgreSQL at {closed_port_url}" in line
     assert pipeline.env["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
     assert delta_io.latest_version(spark, pipeline.settings.tables.curated) == before
 

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scripts.versions import value as pinned
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def composecheck(compose_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    binary = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "versions.py"), "composecheck-bin"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    binary = pinned("composecheck-bin")
     if not Path(binary).exists():
         pytest.fail(f"{binary} is missing; run 'make setup'")
     return subprocess.run(
-        [binary, "-f", str(compose_file), "--env-file", str(ROOT / "conf" / "compose.env"), *extra],
+        [binary, "-f", str(compose_file), "--env-file", str(ROOT / "conf" / "local.env"), *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -60,10 +56,10 @@ def test_postgres_is_initialised_from_reference_sql(project: dict[str, Any]) -> 
 def test_credentials_travel_as_secrets_not_environment(project: dict[str, Any]) -> None:
     env_file = dict(
         line.split("=", 1)
-        for line in (ROOT / "conf" / "compose.env").read_text().splitlines()
+        for line in (ROOT / "conf" / "local.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    secrets = [env_file["POSTGRES_PASSWORD"], env_file["MINIO_ROOT_PASSWORD"]]
+    secrets = [env_file["POSTGRES_PASSWORD"], env_file["AWS_SECRET_ACCESS_KEY"]]
     for name, service in project["services"].items():
         text = json.dumps(service.get("environment", {})) + json.dumps(service.get("build", {}))
         for secret in secrets:

@@ -2,7 +2,7 @@
 // schema validation, interpolation, env files and secrets are checked as `docker compose config`
 // would. It prints the normalised project as JSON. No Docker engine is needed.
 //
-//	composecheck -f docker-compose.yml [--env-file conf/compose.env] [--profile jobs]
+//	composecheck -f docker-compose.yml [--env-file conf/local.env] [--profile jobs]
 package main
 
 import (
