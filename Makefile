@@ -10,7 +10,7 @@ ROWS ?= 10000
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
 .PHONY: help setup up down status seed demo generate ingest submit-batch spark-sql psql \
-        test test-unit test-integration check fmt clean clean-state
+        package cluster-up cluster-down test test-unit check fmt clean clean-state
 
 help: ## List the targets
 	@echo "Spark enrichment jobs with a Postgres reference store"
@@ -47,15 +47,25 @@ ingest: setup ## Append FILES (csv/jsonl, local or s3a://) to the raw Delta tabl
 	@test -n "$(FILES)" || { echo "usage: make ingest FILES='a.csv b.jsonl'" >&2; exit 2; }
 	@$(RUN) scripts/submit.sh ingest $(FILES)
 
-submit-batch: setup ## spark-submit the batch enrichment job (ARGS=--force to rebuild)
+submit-batch: setup ## spark-submit the batch enrichment job (ARGS=--force, SPARK_MASTER=spark://...)
 	@$(RUN) scripts/submit.sh batch_enrich $(ARGS)
 
 spark-sql: setup ## spark-sql with the tables by name; SQL="..." runs one statement
 	@$(RUN) scripts/spark_sql.sh
 
+package: setup ## Build build/jobs.zip, the job code spark-submit ships to executors
+	@$(PY) scripts/package.py
+
+cluster-up: setup ## Start a Spark standalone master and 2 workers on 127.0.0.1:7077
+	@$(RUN) scripts/cluster.sh up
+
+cluster-down: ## Stop the standalone cluster
+	@$(RUN) scripts/cluster.sh down
+
 psql: ## psql on POSTGRES_URL; SQL="..." runs one statement
 	@if [ -n "$(SQL)" ]; then $(RUN) scripts/psql.sh -X -c "$(SQL)"; else $(RUN) scripts/psql.sh; fi
 
+test: export ENRICH_STACK = local
 test: up ## Run every test (unit, integration, end to end) against the local stack
 	@$(RUN) $(PY) -m pytest
 

@@ -2,6 +2,7 @@
 # The local stack: a real PostgreSQL and a real MinIO on 127.0.0.1, state under $STACK_DIR.
 #   scripts/stack.sh up | down | status
 # Idempotent: `up` on a running stack and `down` on a stopped one do nothing and say so.
+# Where a Docker engine answers, docker compose runs it instead (ENRICH_STACK=local: never).
 # Expects the environment from scripts/with_env.sh (conf/local.env under your own settings).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -150,6 +151,19 @@ status() {
   if [ -n "$PG_BIN" ] && pg_running; then say "PostgreSQL: running on 127.0.0.1:$PG_PORT (data $PG_DATA)"; else say "PostgreSQL: stopped"; fi
   if minio_running && minio_healthy; then say "MinIO: running on $S3_ENDPOINT (data $MINIO_DATA)"; else say "MinIO: stopped"; fi
 }
+
+# With a Docker engine, docker compose runs the same stack (ENRICH_STACK=local forces ours).
+if [ "${ENRICH_STACK:-auto}" != local ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  compose=(docker compose --env-file "$ROOT/conf/local.env" -f "$ROOT/docker-compose.yml")
+  case "${1:-}" in
+    up) say "Docker engine found: starting the stack with docker compose"
+        "${compose[@]}" up -d --wait postgres minio minio-init spark-master spark-worker-1 spark-worker-2 ;;
+    down) "${compose[@]}" down ;;
+    status) "${compose[@]}" ps ;;
+    *) die "usage: scripts/stack.sh up|down|status" ;;
+  esac
+  exit 0
+fi
 
 case "${1:-}" in
   up) postgres_up; minio_up; say "up: PostgreSQL 127.0.0.1:$PG_PORT, MinIO $S3_ENDPOINT, state in $STACK" ;;

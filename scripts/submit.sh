@@ -10,8 +10,7 @@ source "$ROOT/scripts/spark_env.sh"
 job=${1:?usage: scripts/submit.sh JOB [args...]}
 shift
 [ -f "$ROOT/jobs/$job.py" ] || { echo "error: no job jobs/$job.py" >&2; exit 2; }
-mkdir -p "$ROOT/build"
-(cd "$ROOT" && rm -f build/jobs.zip && "$ROOT/.venv/bin/python" -m zipfile -c build/jobs.zip jobs/ >/dev/null)
+"$ROOT/.venv/bin/python" "$ROOT/scripts/package.py" >/dev/null
 exec "$ROOT/.venv/bin/spark-submit" \
   --master "${SPARK_MASTER:-local[2]}" \
   --driver-memory "${SPARK_DRIVER_MEMORY:-2g}" \

@@ -1,7 +1,7 @@
 """Print pinned versions and cache paths from pyproject.toml for the shell scripts and Makefile.
 
 Usage: python3 scripts/versions.py <key>
-Keys: venv-key, python-requirements, jars (one ``group:artifact:version`` a line),
+Keys: venv-key, python-requirements, runtime-requirements, jars (one ``group:artifact:version`` a line),
       jar-dir, minio-release, minio-module, minio-bin, postgres-package, cache-dir,
       composecheck-bin.
 """
@@ -61,6 +61,10 @@ def value(key: str) -> str:
         "cache-dir": str(cache_dir()),
         "venv-key": f"py{sys.version_info.major}{sys.version_info.minor}-{short_hash(requirements)}",
         "python-requirements": "\n".join(requirements),
+        # What a Spark image that already has pyspark needs to run the jobs.
+        "runtime-requirements": "\n".join(
+            r for r in project["project"]["dependencies"] if not r.startswith("pyspark")
+        ),
         "jars": "\n".join(jars),
         "jar-dir": str(cache_dir() / f"jars-{short_hash(jars)}"),
         "minio-release": str(servers["minio_release"]),

@@ -30,6 +30,46 @@ def _url_for(target: PostgresTarget, dbname: str) -> str:
     )
 
 
+def submit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """scripts/submit.sh: the spark-submit path `make ingest` and `make submit-batch` use."""
+    return subprocess.run(
+        [str(ROOT / "scripts" / "submit.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def generate(path: Path, rows: int, seed: int) -> None:
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "jobs.generate_transactions",
+            "--rows",
+            str(rows),
+            "--output",
+            str(path),
+            "--seed",
+            str(seed),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
+def delete_bucket(s3: S3Settings, name: str) -> None:
+    client = s3_client(s3)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=name, Delete={"Objects": keys})
+    client.delete_bucket(Bucket=name)
+
+
 def run_seed(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ROOT / "scripts" / "seed.sh")], env=env, capture_output=True, text=True, check=False
@@ -118,16 +158,10 @@ class ScratchBucket:
 
 @pytest.fixture()
 def bucket(s3: S3Settings) -> Iterator[ScratchBucket]:
-    client = s3_client(s3)
     name = f"test-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
+    s3_client(s3).create_bucket(Bucket=name)
     yield ScratchBucket(name)
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=name):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-        if keys:
-            client.delete_objects(Bucket=name, Delete={"Objects": keys})
-    client.delete_bucket(Bucket=name)
+    delete_bucket(s3, name)
 
 
 @pytest.fixture()

@@ -19,35 +19,9 @@ from jobs.buckets import s3_client
 from jobs.settings import S3Settings, Settings, load_settings
 from jobs.transforms import daily_category_summary
 
-from .conftest import ROOT, ScratchBucket
+from .conftest import ScratchBucket, delete_bucket, generate, submit
 
 pytestmark = pytest.mark.integration
-SUBMIT = str(ROOT / "scripts" / "submit.sh")
-
-
-def submit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [SUBMIT, *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-
-
-def generate(path: Path, rows: int, seed: int) -> None:
-    subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "python"),
-            "-m",
-            "jobs.generate_transactions",
-            "--rows",
-            str(rows),
-            "--output",
-            str(path),
-            "--seed",
-            str(seed),
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
 
 
 @dataclass
@@ -80,11 +54,7 @@ def pipeline(
     assert batch.returncode == 0, batch.stderr[-3000:]
     settings = replace(load_settings(env), tables=bucket.tables)
     yield Pipeline(env, settings, batch)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-        if keys:
-            client.delete_objects(Bucket=bucket.name, Delete={"Objects": keys})
-    client.delete_bucket(Bucket=bucket.name)
+    delete_bucket(s3, bucket.name)
 
 
 def tables(spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFrame, DataFrame]:

@@ -14,21 +14,22 @@ from scripts.versions import value as pinned
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def composecheck(compose_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def composecheck(*args: str) -> subprocess.CompletedProcess[str]:
     binary = pinned("composecheck-bin")
     if not Path(binary).exists():
         pytest.fail(f"{binary} is missing; run 'make setup'")
-    return subprocess.run(
-        [binary, "-f", str(compose_file), "--env-file", str(ROOT / "conf" / "local.env"), *extra],
-        capture_output=True,
-        text=True,
-        check=False,
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=False)
+
+
+def load(compose_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return composecheck(
+        "-f", str(compose_file), "--env-file", str(ROOT / "conf" / "local.env"), *extra
     )
 
 
 @pytest.fixture(scope="module")
 def project() -> dict[str, Any]:
-    result = composecheck(ROOT / "docker-compose.yml", "--profile", "jobs")
+    result = load(ROOT / "docker-compose.yml", "--profile", "jobs")
     assert result.returncode == 0, result.stderr
     loaded: dict[str, Any] = json.loads(result.stdout)
     return loaded
@@ -36,14 +37,55 @@ def project() -> dict[str, Any]:
 
 def test_services_and_healthchecks(project: dict[str, Any]) -> None:
     services = project["services"]
-    assert sorted(services) == ["minio", "minio-init", "postgres", "spark"]
+    assert sorted(services) == [
+        "minio",
+        "minio-init",
+        "postgres",
+        "spark",
+        "spark-master",
+        "spark-worker-1",
+        "spark-worker-2",
+    ]
     assert services["postgres"]["healthcheck"]["test"][0] == "CMD-SHELL"
     assert services["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
-    assert services["spark"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert (
-        services["spark"]["depends_on"]["minio-init"]["condition"]
-        == "service_completed_successfully"
-    )
+    assert "healthcheck" in services["spark-master"]
+    depends = services["spark"]["depends_on"]
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert depends["minio-init"]["condition"] == "service_completed_successfully"
+
+
+def test_jobs_run_on_the_compose_cluster(project: dict[str, Any]) -> None:
+    services = project["services"]
+    assert services["spark"]["environment"]["SPARK_MASTER"] == "spark://spark-master:7077"
+    for worker in ("spark-worker-1", "spark-worker-2"):
+        command = services[worker]["command"]
+        assert command[:3] == [
+            "scripts/with_secrets.sh",
+            ".venv/bin/spark-class",
+            "org.apache.spark.deploy.worker.Worker",
+        ]
+        assert "spark://spark-master:7077" in command
+        assert services[worker]["depends_on"]["spark-master"]["condition"] == "service_healthy"
+    images = {services[name]["image"] for name in ("spark", "spark-master", "spark-worker-1")}
+    assert images == {"spark-enrich-job:local"}
+
+
+def test_minio_init_gives_the_jobs_their_own_user_and_policy(project: dict[str, Any]) -> None:
+    init = project["services"]["minio-init"]
+    script = " ".join(init["command"])
+    for step in ("mc mb", "mc admin policy create", "mc admin user add", "mc admin policy attach"):
+        assert step in script
+    mounts = {v["target"]: Path(v["source"]) for v in init["volumes"]}
+    policy = json.loads((mounts["/policy"] / "enrich-jobs-policy.json").read_text())
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    assert resources == {
+        "arn:aws:s3:::raw-data-bucket",
+        "arn:aws:s3:::curated-data-bucket",
+        "arn:aws:s3:::raw-data-bucket/*",
+        "arn:aws:s3:::curated-data-bucket/*",
+    }
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    assert "s3:CreateBucket" not in actions and "s3:*" not in actions
 
 
 def test_postgres_is_initialised_from_reference_sql(project: dict[str, Any]) -> None:
@@ -59,16 +101,18 @@ def test_credentials_travel_as_secrets_not_environment(project: dict[str, Any]) 
         for line in (ROOT / "conf" / "local.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    secrets = [env_file["POSTGRES_PASSWORD"], env_file["AWS_SECRET_ACCESS_KEY"]]
+    secrets = [
+        env_file["POSTGRES_PASSWORD"],
+        env_file["AWS_SECRET_ACCESS_KEY"],
+        env_file["MINIO_ROOT_PASSWORD"],
+    ]
     for name, service in project["services"].items():
         text = json.dumps(service.get("environment", {})) + json.dumps(service.get("build", {}))
         for secret in secrets:
             assert secret not in text, f"service {name} carries a password in its environment"
     spark_env = project["services"]["spark"]["environment"]
     assert spark_env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
-    assert spark_env["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/minio_root_password"
-    dockerfile = (ROOT / "docker" / "spark.Dockerfile").read_text()
-    assert "PASSWORD" not in dockerfile and "SECRET" not in dockerfile
+    assert spark_env["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/s3_job_secret_key"
 
 
 def test_the_checker_rejects_an_invalid_file(tmp_path: Path) -> None:
@@ -76,6 +120,50 @@ def test_the_checker_rejects_an_invalid_file(tmp_path: Path) -> None:
     broken.write_text(
         "services:\n  db:\n    image: postgres\n    healthcheck:\n      interval: often\n"
     )
-    result = composecheck(broken)
+    result = load(broken)
     assert result.returncode != 0
     assert "interval" in result.stderr
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """Base image -> instructions of each stage, as BuildKit's parser reads them."""
+    result = composecheck("--dockerfile", str(ROOT / "docker" / "spark.Dockerfile"))
+    assert result.returncode == 0, result.stderr
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in result.stdout.splitlines():
+        if line.startswith("FROM "):
+            current = stages.setdefault(line.removeprefix("FROM "), [])
+        else:
+            current.append(line)
+    return stages
+
+
+def test_dockerfile_parses_and_bakes_dependencies_without_secrets() -> None:
+    stages = dockerfile_stages()
+    job = stages["python:3.11-slim-bookworm"]
+    setup = next(
+        i for i, line in enumerate(job) if line.startswith("RUN scripts/setup.sh python jars")
+    )
+    assert setup < job.index("COPY jobs/ jobs/"), "JARs are resolved at build time"
+    assert job[-2] == "USER enrich"
+    for instructions in stages.values():
+        for line in instructions:
+            if line.startswith(("ENV", "ARG")):
+                assert not any(word in line.upper() for word in ("PASSWORD", "SECRET", "KEY"))
+
+
+def test_kubernetes_image_matches_the_pinned_spark() -> None:
+    [k8s_base] = [base for base in dockerfile_stages() if base.startswith("apache/spark:")]
+    pyspark = next(
+        r for r in pinned("python-requirements").splitlines() if r.startswith("pyspark==")
+    )
+    assert k8s_base.startswith(f"apache/spark:{pyspark.removeprefix('pyspark==')}-scala2.13-java17")
+
+
+def test_the_dockerfile_parser_rejects_an_invalid_file(tmp_path: Path) -> None:
+    broken = tmp_path / "Dockerfile"
+    broken.write_text("FROM python:3.11-slim\nCOPY\n")
+    result = composecheck("--dockerfile", str(broken))
+    assert result.returncode != 0
+    assert "COPY" in result.stderr

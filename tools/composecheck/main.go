@@ -3,6 +3,7 @@
 // would. It prints the normalised project as JSON. No Docker engine is needed.
 //
 //	composecheck -f docker-compose.yml [--env-file conf/local.env] [--profile jobs]
+//	composecheck --dockerfile docker/spark.Dockerfile   (BuildKit's Dockerfile parser)
 package main
 
 import (
@@ -20,7 +21,16 @@ func main() {
 	file := flag.String("f", "docker-compose.yml", "compose file")
 	envFile := flag.String("env-file", "", "env file used for interpolation")
 	profiles := flag.String("profile", "", "comma-separated profiles to enable")
+	dockerfile := flag.String("dockerfile", "", "check this Dockerfile instead of a compose file")
 	flag.Parse()
+
+	if *dockerfile != "" {
+		if err := checkDockerfile(*dockerfile); err != nil {
+			fmt.Fprintln(os.Stderr, "composecheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	options := []cli.ProjectOptionsFn{cli.WithName("spark-enrich"), cli.WithOsEnv}
 	if *profiles != "" {
