@@ -8,7 +8,8 @@ JAR_DIR=$(python3 "$ROOT/scripts/versions.py" jar-dir)
 [ -f "$JAR_DIR/.complete" ] || { echo "error: JARs missing in $JAR_DIR; run 'make setup'" >&2; exit 1; }
 SPARK_JARS=$(ls "$JAR_DIR"/*.jar | paste -sd, -)
 export SPARK_CONF_DIR="$ROOT/conf"
-export PYSPARK_PYTHON="$ROOT/.venv/bin/python"
+# Executors run no Python of ours; a cluster may point this at its own interpreter.
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$ROOT/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="$ROOT/.venv/bin/python"
 if [ -z "${ENRICH_SECRETS_LOADED:-}" ]; then  # turn *_FILE secrets into variables, once
   export ENRICH_SECRETS_LOADED=1
