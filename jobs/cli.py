@@ -12,6 +12,7 @@ from jobs.errors import EnrichmentError, ServiceUnavailableError
 
 log = logging.getLogger("enrich")
 
+_HTTP_FORBIDDEN = re.compile(r"\b403\b")
 _JAVA_NOISE = re.compile(
     r"^(py4j\.protocol\.)?Py4JJavaError: |^An error occurred while calling \S+\.\s*"
 )
@@ -48,16 +49,8 @@ def classify_failure(error: BaseException) -> EnrichmentError:
         return ServiceUnavailableError(f"a server did not answer: {message}")
     if "password authentication failed" in lowered:
         return ServiceUnavailableError(f"PostgreSQL refused the credentials: {message}")
-    if any(
-        s in lowered
-        for s in (
-            "accessdenied",
-            "access denied",
-            "invalidaccesskeyid",
-            "signaturedoesnotmatch",
-            "403",
-        )
-    ):
+    refused = ("accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch")
+    if _HTTP_FORBIDDEN.search(lowered) or any(s in lowered for s in refused):
         return ServiceUnavailableError(f"the object store refused the credentials: {message}")
     return EnrichmentError(f"unexpected failure: {message}")
 

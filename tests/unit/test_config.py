@@ -104,3 +104,16 @@ def test_parse_args() -> None:
     assert ingest_args(["dir", "--format", "csv"]).paths == ("dir",)
     with pytest.raises(SystemExit):
         ingest_args(["folder-without-extension"])
+
+
+def test_infrastructure_failures_seen_through_spark_are_classified() -> None:
+    from jobs.cli import classify_failure
+    from jobs.errors import EnrichmentError, ServiceUnavailableError
+
+    refused = classify_failure(RuntimeError("java.net.ConnectException: Connection refused"))
+    assert isinstance(refused, ServiceUnavailableError)
+    forbidden = classify_failure(RuntimeError("S3Exception: Forbidden (Status Code: 403)"))
+    assert "refused the credentials" in str(forbidden)
+    other = classify_failure(RuntimeError("row 14030 failed a check"))
+    assert type(other) is EnrichmentError
+    assert str(other) == "unexpected failure: row 14030 failed a check"
