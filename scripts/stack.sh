@@ -43,13 +43,16 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ensure_reachable_by_postgres() {
   [ "$(id -u)" = 0 ] || return 0
   id postgres >/dev/null 2>&1 || die "no 'postgres' system user; run 'make setup' (installs the PostgreSQL server package)"
-  local dir=$STACK
-  while [ "$dir" != / ]; do
+  # From / down, so only the folder that actually blocks the way is changed.
+  local dir="" part
+  IFS=/ read -ra parts <<< "${STACK#/}"
+  for part in "${parts[@]}"; do
+    dir="$dir/$part"
+    [ -d "$dir" ] || break
     if ! runuser -u postgres -- test -x "$dir"; then
       say "making $dir traversable so the 'postgres' user can reach $STACK"
       chmod o+x "$dir"
     fi
-    dir=$(dirname "$dir")
   done
 }
 
