@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from jobs.env_secrets import secret_from_env
 from jobs.errors import ConfigError
 
 # libpq parameters that pgjdbc understands under the same name.
@@ -114,16 +115,8 @@ def parse_postgres_url(url: str, environ: Mapping[str, str] | None = None) -> Po
 
 
 def _password(from_url: str, environ: Mapping[str, str]) -> str:
-    password_file = environ.get("POSTGRES_PASSWORD_FILE")
-    if password_file:
-        try:
-            with open(password_file, encoding="utf-8") as handle:
-                return handle.read().rstrip("\n")
-        except OSError as error:
-            raise ConfigError(
-                f"POSTGRES_PASSWORD_FILE {password_file!r} cannot be read: {error.strerror}"
-            ) from None
-    return environ.get("POSTGRES_PASSWORD") or from_url
+    password = secret_from_env(environ, "POSTGRES_PASSWORD")
+    return from_url if password is None else password
 
 
 def target_from_env(environ: Mapping[str, str] | None = None) -> PostgresTarget:

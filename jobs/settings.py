@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from jobs.env_secrets import secret_from_env
 from jobs.errors import ConfigError
 from jobs.postgres_url import PostgresTarget, parse_postgres_url
 
@@ -69,17 +70,8 @@ class Settings:
 
 
 def _secret(environ: Mapping[str, str], name: str) -> str:
-    """A secret from NAME, or from the file named by NAME_FILE (docker/k8s secrets)."""
-    file_name = environ.get(f"{name}_FILE")
-    if file_name:
-        try:
-            return Path(file_name).read_text(encoding="utf-8").rstrip("\n")
-        except OSError as error:
-            raise ConfigError(
-                f"{name}_FILE {file_name!r} cannot be read: {error.strerror}"
-            ) from None
-    value = environ.get(name, "")
-    if not value:
+    value = secret_from_env(environ, name)
+    if value is None:
         raise ConfigError(f"{name} is not set (set it, or {name}_FILE, in the environment)")
     return value
 

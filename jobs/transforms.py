@@ -54,6 +54,8 @@ def parse_input_records(source_file: Column, ingest_id: str, ingested_at: dateti
         text = {name: _blank_to_null(F.col(name)) for name in INPUT_COLUMNS}
         amount_wide = text["amount"].try_cast(_WIDE_DECIMAL)
         amount = amount_wide.try_cast(AMOUNT_TYPE)
+        # An amount that lost digits in the cast (more than 2 decimals) is not kept.
+        cast_was_exact = amount_wide == amount.cast(_WIDE_DECIMAL)
         event_ts = text["event_ts"].try_cast(TimestampType())
         corrupt = F.col(CORRUPT_RECORD)
         errors = [
@@ -67,7 +69,7 @@ def parse_input_records(source_file: Column, ingest_id: str, ingested_at: dateti
                 F.concat(F.lit("amount '"), text["amount"], F.lit("' is out of range")),
             ),
             F.when(
-                amount.isNotNull() & (amount_wide != amount.cast(_WIDE_DECIMAL)),
+                amount.isNotNull() & ~cast_was_exact,
                 F.concat(F.lit("amount '"), text["amount"], F.lit("' has more than 2 decimals")),
             ),
             F.when(
@@ -80,8 +82,7 @@ def parse_input_records(source_file: Column, ingest_id: str, ingested_at: dateti
             corrupt, F.to_json(F.struct(*[F.col(name) for name in INPUT_COLUMNS]))
         )
         has_error = F.size(parse_errors) > 0
-        # A value that lost digits in the cast is not kept: only exact amounts are typed.
-        exact_amount = F.when(amount_wide == amount.cast(_WIDE_DECIMAL), amount)
+        exact_amount = F.when(cast_was_exact, amount)
         return df.select(
             text["transaction_id"].alias("transaction_id"),
             text["merchant_id"].alias("merchant_id"),

@@ -19,8 +19,8 @@ WORKER_MEMORY=${SPARK_WORKER_MEMORY:-3g}
 WAIT_SECONDS=${STACK_WAIT_SECONDS:-60}
 SPARK_CLASS="$ROOT/.venv/bin/spark-class"
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=scripts/proc.sh
+source "$ROOT/scripts/proc.sh"
 
 alive_workers() {
   python3 - "$MASTER_UI_PORT" <<'PY' 2>/dev/null || echo 0
@@ -42,7 +42,7 @@ start_daemon() {  # name, pid file, log file, class, args...
 
 up() {
   mkdir -p "$STATE"
-  if running "$STATE/master.pid"; then
+  if pid_running "$STATE/master.pid"; then
     say "master already running on spark://127.0.0.1:$MASTER_PORT"
   else
     port_in_use "$MASTER_PORT" && die "port $MASTER_PORT is taken; set SPARK_MASTER_PORT"
@@ -51,12 +51,12 @@ up() {
   fi
   local deadline=$((SECONDS + WAIT_SECONDS))
   until port_in_use "$MASTER_PORT"; do
-    running "$STATE/master.pid" || die "the master exited during start-up; see $STATE/master.log"
+    pid_running "$STATE/master.pid" || die "the master exited during start-up; see $STATE/master.log"
     [ $SECONDS -lt $deadline ] || die "the master did not listen on 127.0.0.1:$MASTER_PORT within ${WAIT_SECONDS}s; see $STATE/master.log"
     sleep 0.5
   done
   for n in $(seq 1 "$WORKERS"); do
-    if running "$STATE/worker-$n.pid"; then continue; fi
+    if pid_running "$STATE/worker-$n.pid"; then continue; fi
     mkdir -p "$STATE/worker-$n"
     start_daemon "worker $n" "$STATE/worker-$n.pid" "$STATE/worker-$n.log" \
       org.apache.spark.deploy.worker.Worker "spark://127.0.0.1:$MASTER_PORT" --host 127.0.0.1 \
@@ -73,21 +73,14 @@ down() {
   local any=0
   for pid_file in "$STATE"/worker-*.pid "$STATE/master.pid"; do
     [ -f "$pid_file" ] || continue
-    if running "$pid_file"; then
-      any=1
-      local pid
-      pid=$(cat "$pid_file")
-      kill "$pid"
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pid_file"
+    pid_running "$pid_file" && any=1
+    stop_pid "$pid_file"
   done
   [ "$any" = 1 ] && say "stopped" || say "not running"
 }
 
 status() {
-  if running "$STATE/master.pid"; then
+  if pid_running "$STATE/master.pid"; then
     say "master running on spark://127.0.0.1:$MASTER_PORT, $(alive_workers) workers alive"
   else
     say "stopped"

@@ -38,7 +38,8 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=scripts/proc.sh
+source "$ROOT/scripts/proc.sh"
 
 ensure_reachable_by_postgres() {
   [ "$(id -u)" = 0 ] || return 0
@@ -102,7 +103,7 @@ postgres_down() {
   fi
 }
 
-minio_running() { [ -f "$MINIO_PID" ] && kill -0 "$(cat "$MINIO_PID")" 2>/dev/null; }
+minio_running() { pid_running "$MINIO_PID"; }
 minio_healthy() {
   python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
     "http://$S3_HOSTPORT/minio/health/live" 2>/dev/null
@@ -136,17 +137,8 @@ minio_up() {
 }
 
 minio_down() {
-  if minio_running; then
-    say "stopping MinIO"
-    local pid
-    pid=$(cat "$MINIO_PID")
-    kill "$pid"
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -9 "$pid" 2>/dev/null || true
-  else
-    say "MinIO is not running"
-  fi
-  rm -f "$MINIO_PID"
+  if minio_running; then say "stopping MinIO"; else say "MinIO is not running"; fi
+  stop_pid "$MINIO_PID"
 }
 
 status() {
