@@ -10,7 +10,7 @@ ROWS ?= 10000
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
 .PHONY: help setup up down status seed demo generate ingest submit-batch spark-sql psql \
-        package cluster-up cluster-down test test-unit check fmt clean clean-state
+        package cluster-up cluster-down test test-faults test-unit check fmt clean clean-state
 
 help: ## List the targets
 	@echo "Spark enrichment jobs with a Postgres reference store"
@@ -68,6 +68,10 @@ psql: ## psql on POSTGRES_URL; SQL="..." runs one statement
 test: export ENRICH_STACK = local
 test: up ## Run every test (unit, integration, end to end) against the local stack
 	@$(RUN) $(PY) -m pytest
+
+test-faults: export ENRICH_STACK = local
+test-faults: up ## Run only the fault suite (kills runs, stops servers, bad inputs)
+	@$(RUN) $(PY) -m pytest -m faults tests/integration
 
 test-unit: setup ## Run the unit tests only (no servers needed)
 	@$(RUN) $(PY) -m pytest tests/unit

@@ -1,13 +1,32 @@
-"""Delta Lake reads and writes on the object store."""
+"""Delta Lake reads and writes on the object store.
+
+Every write here is one atomic Delta commit. Callers hold the writer lock (pg_store.writer_lock):
+Delta on S3 is ACID only with a single writing driver per table.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from jobs.errors import SourceError
+
+CHANGE_FEED = "delta.enableChangeDataFeed"
+
+# The raw table only ever grows: appends are the only writes allowed, every commit's rows can
+# be read back with the change feed (incremental runs), and the commit log is kept long enough
+# for a full rebuild to read every commit's rows with their version.
+RAW_TABLE_PROPERTIES = {
+    "delta.appendOnly": "true",
+    CHANGE_FEED: "true",
+    "delta.logRetentionDuration": "interval 3650 days",
+}
+# Curated and quarantine keep a change feed: the summary is brought up to date from it.
+OUTPUT_TABLE_PROPERTIES = {CHANGE_FEED: "true"}
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -22,6 +41,17 @@ def latest_version(spark: SparkSession, path: str) -> int | None:
     return None if last is None else int(last["version"])
 
 
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    # SHOW TBLPROPERTIES reads the snapshot's metadata; DeltaTable.detail() runs a Spark job.
+    quoted = path.replace("`", "``")
+    rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{quoted}`").collect()
+    return {str(r["key"]): str(r["value"]) for r in rows}
+
+
+def table_schema(spark: SparkSession, path: str) -> StructType:
+    return DeltaTable.forPath(spark, path).toDF().schema
+
+
 def read_version(spark: SparkSession, path: str, version: int) -> DataFrame:
     """The table as of ``version``: later commits by other writers do not change what a run sees."""
     if not table_exists(spark, path):
@@ -29,24 +59,106 @@ def read_version(spark: SparkSession, path: str, version: int) -> DataFrame:
     return spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
-def append(df: DataFrame, path: str, commit_note: str) -> int:
-    df.write.format("delta").mode("append").option("userMetadata", commit_note).save(path)
-    version = latest_version(df.sparkSession, path)
+def read_changes(spark: SparkSession, path: str, first: int, last: int) -> DataFrame:
+    """Rows committed in versions ``first``..``last`` (inclusive), with ``_change_type`` and
+    ``_commit_version``, from the table's change data feed."""
+    if table_properties(spark, path).get(CHANGE_FEED, "false").lower() != "true":
+        raise SourceError(
+            f"Delta table {path} has no change data feed ({CHANGE_FEED} is not true); "
+            "tables written by this version of the jobs have it. Re-ingest the raw data into a "
+            "new table, or set the property and run with --full"
+        )
+    return (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", first)
+        .option("endingVersion", last)
+        .load(path)
+    )
+
+
+@contextmanager
+def _commit_note(spark: SparkSession, note: str) -> Iterator[None]:
+    """Tag commits made by SQL-style operations (MERGE) with ``note`` in the table history."""
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.set(key, note)
+    try:
+        yield
+    finally:
+        spark.conf.unset(key)
+
+
+def _version_after_write(spark: SparkSession, path: str) -> int:
+    version = latest_version(spark, path)
     assert version is not None
     return version
 
 
-def overwrite(df: DataFrame, path: str, commit_note: str, partition_by: Sequence[str] = ()) -> int:
-    """Replace the table's contents in one atomic Delta commit; returns the version written."""
+def append(
+    df: DataFrame, path: str, commit_note: str, new_table_properties: Mapping[str, str] = {}
+) -> int:
+    """Append in one commit; a table created by this append gets ``new_table_properties``."""
+    writer = df.write.format("delta").mode("append").option("userMetadata", commit_note)
+    if not table_exists(df.sparkSession, path):
+        writer = writer.options(**new_table_properties)
+    writer.save(path)
+    return _version_after_write(df.sparkSession, path)
+
+
+def overwrite(
+    df: DataFrame,
+    path: str,
+    commit_note: str,
+    partition_by: Sequence[str] = (),
+    replace_where: str | None = None,
+) -> int:
+    """Replace the table's contents (or only the rows matching ``replace_where``) in one atomic
+    Delta commit; returns the version written."""
     writer = (
         df.write.format("delta")
         .mode("overwrite")
-        .option("overwriteSchema", "true")
         .option("userMetadata", commit_note)
+        .options(**OUTPUT_TABLE_PROPERTIES)
     )
+    if replace_where is None:
+        writer = writer.option("overwriteSchema", "true")
+    else:
+        writer = writer.option("replaceWhere", replace_where)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
-    version = latest_version(df.sparkSession, path)
-    assert version is not None
-    return version
+    return _version_after_write(df.sparkSession, path)
+
+
+def upsert(df: DataFrame, path: str, key: str, commit_note: str) -> int:
+    """MERGE ``df`` into the table on ``key``: matching rows are replaced, others inserted.
+
+    ``df`` has at most one row per key. Replaying the same rows gives the same table, so a run
+    that redoes the work of a crashed one cannot double anything."""
+    spark = df.sparkSession
+    target = DeltaTable.forPath(spark, path)
+    with _commit_note(spark, commit_note):
+        (
+            target.alias("t")
+            .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    return _version_after_write(spark, path)
+
+
+def insert_missing(df: DataFrame, path: str, key: str, commit_note: str) -> int:
+    """Insert the rows of ``df`` whose ``key`` is not in the table yet (insert-only MERGE)."""
+    spark = df.sparkSession
+    if not table_exists(spark, path):
+        return overwrite(df, path, commit_note)
+    target = DeltaTable.forPath(spark, path)
+    with _commit_note(spark, commit_note):
+        (
+            target.alias("t")
+            .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    return _version_after_write(spark, path)

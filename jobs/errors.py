@@ -25,3 +25,9 @@ class ServiceUnavailableError(EnrichmentError):
     """A server the run needs (PostgreSQL, the object store) cannot be reached or refused us."""
 
     exit_code = 4
+
+
+class ConcurrentRunError(EnrichmentError):
+    """Another run is writing the same tables; Delta on S3 allows one writing driver at a time."""
+
+    exit_code = 5

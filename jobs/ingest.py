@@ -4,7 +4,8 @@
 
 Rows that cannot be parsed are not dropped: they are appended with their original text in
 ``_raw_record`` and the problems in ``_parse_errors``, counted, and quarantined by the batch job.
-A CSV file whose header is not the expected one is refused as a whole.
+A CSV file whose header is not the expected one is refused as a whole. One ingest appends to a
+raw table at a time (a PostgreSQL advisory lock; Delta on S3 allows one writing driver).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import delta_io
+from jobs import delta_io, pg_store
 from jobs.cli import describe_failure, run_main
 from jobs.errors import SourceError
 from jobs.preflight import check_buckets
@@ -39,6 +40,7 @@ FORMATS = ("csv", "jsonl")
 class IngestOptions:
     paths: tuple[str, ...]
     file_format: str
+    wait_for_lock: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,13 @@ def parse_args(argv: Sequence[str] | None = None) -> IngestOptions:
         default="auto",
         help="input format (default: from the first file's extension)",
     )
+    parser.add_argument(
+        "--wait-for-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another ingest is appending to the raw table, wait this long (default: refuse)",
+    )
     args = parser.parse_args(argv)
     file_format = args.format
     if file_format == "auto":
@@ -68,7 +77,9 @@ def parse_args(argv: Sequence[str] | None = None) -> IngestOptions:
             file_format = "csv"
         else:
             parser.error(f"cannot tell the format of {args.paths[0]!r}; pass --format csv|jsonl")
-    return IngestOptions(paths=tuple(args.paths), file_format=file_format)
+    return IngestOptions(
+        paths=tuple(args.paths), file_format=file_format, wait_for_lock=args.wait_for_lock
+    )
 
 
 def read_input(spark: SparkSession, options: IngestOptions) -> DataFrame:
@@ -124,6 +135,19 @@ def check_raw_schema(spark: SparkSession, path: str, rows: DataFrame) -> None:
 def run(spark: SparkSession, settings: Settings, options: IngestOptions) -> IngestResult:
     check_buckets(settings.s3, [settings.tables.raw])
     ingest_id = str(uuid.uuid4())
+    with pg_store.writer_lock(
+        settings.postgres,
+        [settings.tables.raw],
+        f"spark-enrich {JOB_NAME} {ingest_id}",
+        options.wait_for_lock,
+        on_wait=log.info,
+    ):
+        return _ingest(spark, settings, options, ingest_id)
+
+
+def _ingest(
+    spark: SparkSession, settings: Settings, options: IngestOptions, ingest_id: str
+) -> IngestResult:
     ingested_at = datetime.now(UTC)
     log.info("reading %d input path(s) as %s", len(options.paths), options.file_format)
     parsed = (
@@ -147,7 +171,12 @@ def run(spark: SparkSession, settings: Settings, options: IngestOptions) -> Inge
         log.info(
             "appending %d rows (%d could not be parsed) to %s", rows, unparsed, settings.tables.raw
         )
-        version = delta_io.append(parsed, settings.tables.raw, f"ingest_id={ingest_id}")
+        version = delta_io.append(
+            parsed,
+            settings.tables.raw,
+            f"ingest_id={ingest_id}",
+            new_table_properties=delta_io.RAW_TABLE_PROPERTIES,
+        )
     finally:
         parsed.unpersist()
     return IngestResult(ingest_id, rows, unparsed, version)

@@ -1,24 +1,38 @@
 """The job's writes to PostgreSQL: the run record and the daily summary (psycopg2).
 
 The summary is small (days x categories x currencies), so it is written from the driver in one
-transaction together with the run record: COPY into a temporary table, then replace. Spark's
-JDBC writer commits per partition and a retried task could insert twice; this cannot.
+transaction together with the run record: COPY into a temporary table, then replace the dates
+the run touched. Spark's JDBC writer commits per partition and a retried task could insert
+twice; this cannot. The writer lock is a PostgreSQL advisory lock held for the whole run.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Sequence
+import os
+import socket
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
-from jobs.errors import ConfigError, ServiceUnavailableError
-from jobs.models import RunCounts, RunResult, SummaryRow
+from jobs import failpoints
+from jobs.errors import ConcurrentRunError, ConfigError, ServiceUnavailableError
+from jobs.models import (
+    PipelineState,
+    RunCounts,
+    RunResult,
+    SummaryRow,
+    SyncedRun,
+    UnfinishedRun,
+)
 from jobs.postgres_url import PostgresTarget
 from jobs.settings import LookupSpec
 
@@ -87,30 +101,89 @@ def lookup_fingerprint(conn: Connection, specs: Sequence[LookupSpec]) -> str:
     return json.dumps(parts)
 
 
-def last_successful_run(conn: Connection, raw_table: str) -> tuple[int, str] | None:
-    """(raw version read, lookup fingerprint) of the latest run that produced the outputs."""
+def pipeline_state(conn: Connection, curated_table: str) -> PipelineState:
+    """The last run that left the outputs in step, and the runs after it that did not finish."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT raw_version_read, lookup_fingerprint FROM pipeline.enrichment_runs "
-            "WHERE raw_table = %s AND status = 'succeeded' ORDER BY ended_at DESC LIMIT 1",
-            (raw_table,),
+            "SELECT run_id::text, raw_version_to, curated_version_written, lookup_fingerprint, "
+            "started_at FROM pipeline.enrichment_runs "
+            "WHERE curated_table = %s AND status IN ('succeeded', 'noop') "
+            "ORDER BY started_at DESC LIMIT 1",
+            (curated_table,),
         )
         row = cur.fetchone()
+        synced = (
+            None
+            if row is None
+            else SyncedRun(
+                run_id=row[0],
+                raw_version_to=int(row[1]),
+                curated_version=None if row[2] is None else int(row[2]),
+                lookup_fingerprint=str(row[3] or ""),
+            )
+        )
+        cur.execute(
+            "SELECT run_id::text, status, mode, started_at, raw_version_from, raw_version_to, error "
+            "FROM pipeline.enrichment_runs "
+            "WHERE curated_table = %s AND status IN ('running', 'failed') "
+            "AND started_at > %s ORDER BY started_at",
+            (curated_table, row[4] if row else datetime(1970, 1, 1, tzinfo=UTC)),
+        )
+        unfinished = [UnfinishedRun(*r) for r in cur.fetchall()]
     conn.rollback()
-    return None if row is None else (int(row[0]), str(row[1]))
+    return PipelineState(synced, unfinished)
 
 
-def start_run(conn: Connection, run_id: str, job_name: str, raw_table: str) -> None:
+def mark_crashed(conn: Connection, run_ids: Sequence[str], by_run_id: str) -> None:
+    """Runs left 'running' while nobody holds the writer lock have died: say so."""
+    if not run_ids:
+        return
     with conn, conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO pipeline.enrichment_runs (run_id, job_name, status, raw_table) "
-            "VALUES (%s, %s, 'running', %s)",
-            (run_id, job_name, raw_table),
+            "UPDATE pipeline.enrichment_runs SET status = 'crashed', "
+            "error = coalesce(error, %s) WHERE run_id = ANY(%s::uuid[]) AND status = 'running'",
+            (
+                f"the driver died before recording an end (killed, or it lost its connections); "
+                f"run {by_run_id} recovered its work",
+                list(run_ids),
+            ),
+        )
+
+
+def start_run(conn: Connection, run: RunResult, job_name: str) -> None:
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO pipeline.enrichment_runs (run_id, job_name, status, mode, started_at, "
+            "raw_table, curated_table, quarantine_table, raw_version_from, raw_version_to, "
+            "range_from, range_to, recovered_runs, driver) "
+            "VALUES (%s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::uuid[], %s)",
+            (
+                run.run_id,
+                job_name,
+                run.mode,
+                run.started_at,
+                run.raw_table,
+                run.curated_table,
+                run.quarantine_table,
+                run.raw_version_from,
+                run.raw_version_to,
+                run.date_range[0] if run.date_range else None,
+                run.date_range[1] if run.date_range else None,
+                [r.run_id for r in run.recovered],
+                f"{socket.gethostname()}:{os.getpid()}",
+            ),
         )
 
 
 def _counts_params(counts: RunCounts | None) -> dict[str, Any]:
-    names = ("rows_read", "rows_curated", "rows_quarantined", "rows_duplicate", "rows_unmatched")
+    names = (
+        "rows_read",
+        "rows_curated",
+        "rows_quarantined",
+        "rows_duplicate",
+        "rows_unmatched",
+        "rows_replaced",
+    )
     return {name: (getattr(counts, name) if counts else None) for name in names}
 
 
@@ -119,12 +192,13 @@ def _update_run(cur: Any, result: RunResult, fingerprint: str) -> None:
         """
         UPDATE pipeline.enrichment_runs SET
             status = %(status)s, ended_at = %(ended_at)s,
-            raw_version_read = %(raw_version)s,
+            raw_version_to = %(raw_version_to)s,
             curated_version_written = %(curated_version)s,
             quarantine_version_written = %(quarantine_version)s,
             rows_read = %(rows_read)s, rows_curated = %(rows_curated)s,
             rows_quarantined = %(rows_quarantined)s, rows_duplicate = %(rows_duplicate)s,
-            rows_unmatched = %(rows_unmatched)s,
+            rows_unmatched = %(rows_unmatched)s, rows_replaced = %(rows_replaced)s,
+            summary_dates_rewritten = %(summary_dates)s,
             lookup_fingerprint = %(fingerprint)s,
             details = %(details)s
         WHERE run_id = %(run_id)s
@@ -132,15 +206,15 @@ def _update_run(cur: Any, result: RunResult, fingerprint: str) -> None:
         {
             "status": result.status,
             "ended_at": result.ended_at,
-            "raw_version": result.raw_version,
+            "raw_version_to": result.raw_version_to,
             "curated_version": result.curated_version,
             "quarantine_version": result.quarantine_version,
+            "summary_dates": result.summary_dates,
             "fingerprint": fingerprint,
             "details": json.dumps(
                 {
                     "top_unmatched": [[value, count] for value, count in result.top_unmatched],
-                    "curated_table": result.curated_table,
-                    "quarantine_table": result.quarantine_table,
+                    "summary_rows_written": result.summary_rows,
                     "message": result.message,
                 }
             ),
@@ -151,9 +225,14 @@ def _update_run(cur: Any, result: RunResult, fingerprint: str) -> None:
 
 
 def finish_run(
-    conn: Connection, result: RunResult, fingerprint: str, summary: Sequence[SummaryRow]
+    conn: Connection,
+    result: RunResult,
+    fingerprint: str,
+    summary: Sequence[SummaryRow],
+    dates: Sequence[date] | None,
 ) -> None:
-    """Replace the summary and close the run record, both in one transaction."""
+    """Replace the summary rows of ``dates`` (all rows if None) and close the run record, in
+    one transaction: either both are there or neither is."""
     buffer = io.StringIO()
     for row in summary:
         buffer.write(
@@ -170,8 +249,15 @@ def finish_run(
             "FROM STDIN",
             buffer,
         )
-        cur.execute(sql.SQL("DELETE FROM {}").format(SUMMARY))
+        if dates is None:
+            cur.execute(sql.SQL("DELETE FROM {}").format(SUMMARY))
+        else:
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE event_date = ANY(%s::date[])").format(SUMMARY),
+                (list(dates),),
+            )
         cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM summary_stage").format(SUMMARY))
+        failpoints.reached("postgres-summary-written")
         _update_run(cur, result, fingerprint)
 
 
@@ -192,6 +278,95 @@ def record_failure(target: PostgresTarget, run_id: str, error: str) -> bool:
         return True
     except (ServiceUnavailableError, psycopg2.Error):
         return False
+
+
+# --------------------------------------------------------------------------------------------
+# One writer at a time
+# --------------------------------------------------------------------------------------------
+
+_LOCK_CLASS = 0x454E  # first key of the two-key advisory lock: "this is a spark-enrich table"
+
+
+def lock_key(table_path: str) -> int:
+    """Second key of the advisory lock for one table: stable across processes and versions."""
+    return zlib.crc32(table_path.encode()) & 0x7FFFFFFF
+
+
+def _lock_holder(conn: Connection, key: int) -> str:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT a.application_name, a.backend_start, coalesce(host(a.client_addr), 'local') "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
+            "AND l.objsubid = 2",
+            (_LOCK_CLASS, key),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return "another run"
+    name, since, client = row
+    return f"{name or 'another session'} (connected {since:%Y-%m-%d %H:%M:%S %Z} from {client})"
+
+
+@contextmanager
+def writer_lock(
+    target: PostgresTarget,
+    table_paths: Sequence[str],
+    holder: str,
+    wait_seconds: float,
+    on_wait: Callable[[str], None] = lambda _: None,
+) -> Iterator[Connection]:
+    """Hold PostgreSQL advisory locks on ``table_paths`` for the duration of a run.
+
+    The locks live on their own connection: if the driver dies, even by kill -9, the server
+    drops the connection and the locks with it, so a crashed run never blocks the next one.
+    Another run waits up to ``wait_seconds`` and then fails with ConcurrentRunError naming
+    who holds the lock."""
+    kwargs = {**target.psycopg2_kwargs(), "application_name": holder[:63]}
+    try:
+        conn = psycopg2.connect(**kwargs)
+    except psycopg2.OperationalError as error:
+        raise ServiceUnavailableError(
+            f"cannot connect to PostgreSQL at {target.redacted()}: {_first_line(error)}"
+        ) from None
+    conn.autocommit = True
+    deadline = time.monotonic() + wait_seconds
+    told = False
+    try:
+        for path in sorted(set(table_paths)):
+            key = lock_key(path)
+            while True:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, key))
+                    row = cur.fetchone()
+                if row is not None and row[0]:
+                    break
+                who = _lock_holder(conn, key)
+                if time.monotonic() >= deadline:
+                    raise ConcurrentRunError(
+                        f"another run is writing {path}: {who}. Only one writer at a time is "
+                        "safe on Delta over S3; wait for it to finish, or pass "
+                        "--wait-for-lock SECONDS to queue behind it"
+                    )
+                if not told:
+                    on_wait(f"waiting for {who} to finish writing {path}")
+                    told = True
+                time.sleep(0.5)
+        yield conn
+    finally:
+        conn.close()
+
+
+def check_lock_held(lock_conn: Connection, target: PostgresTarget) -> None:
+    """Before a commit: the lock's connection is still up, so no other writer can have started."""
+    try:
+        with lock_conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    except psycopg2.Error as error:
+        raise ServiceUnavailableError(
+            f"lost the PostgreSQL connection that holds the writer lock ({target.redacted()}: "
+            f"{_first_line(error)}); stopping before writing anything more"
+        ) from None
 
 
 def _copy_text(value: str) -> str:

@@ -14,6 +14,13 @@ from pyspark.sql.types import (
 
 AMOUNT_TYPE = DecimalType(18, 2)
 CORRUPT_RECORD = "_corrupt_record"
+# The raw table commit a row came from; the latest commit wins among repeats of an id.
+SOURCE_VERSION = "_source_version"
+
+# Columns Delta's change data feed adds to every row it returns.
+CHANGE_TYPE = "_change_type"
+COMMIT_VERSION = "_commit_version"
+CDF_COLUMNS = (CHANGE_TYPE, COMMIT_VERSION, "_commit_timestamp")
 
 # The business columns of a raw transaction, in file order.
 INPUT_COLUMNS = ("transaction_id", "merchant_id", "amount", "currency", "event_ts")
@@ -45,7 +52,7 @@ RAW_COLUMNS = tuple(field.name for field in RAW_SCHEMA.fields)
 
 LINEAGE_FIELDS = [
     StructField("_run_id", StringType()),
-    StructField("_source_version", LongType()),
+    StructField(SOURCE_VERSION, LongType()),
     StructField("_enriched_at", TimestampType()),
 ]
 
@@ -65,3 +72,19 @@ QUARANTINE_COLUMNS = (
     "_source_version",
     "_enriched_at",
 )
+
+
+def schema_drift(actual: StructType, expected: StructType = RAW_SCHEMA) -> list[str]:
+    """What differs between a table's columns and the expected ones, one entry per column.
+
+    Nullability is not compared; a column added, removed or retyped is."""
+    have = {f.name: f.dataType.simpleString() for f in actual.fields}
+    want = {f.name: f.dataType.simpleString() for f in expected.fields}
+    problems = []
+    for name in want:
+        if name not in have:
+            problems.append(f"column '{name}' is missing")
+        elif have[name] != want[name]:
+            problems.append(f"column '{name}' is {have[name]}, expected {want[name]}")
+    problems += [f"column '{name}' ({have[name]}) is new" for name in have if name not in want]
+    return problems

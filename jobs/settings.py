@@ -19,6 +19,7 @@ from jobs.errors import ConfigError
 from jobs.postgres_url import PostgresTarget, parse_postgres_url
 
 CONFIG_NAME = "enrichment.toml"
+NEW_COLUMN_POLICIES = ("refuse", "ignore")
 _QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -67,6 +68,8 @@ class Settings:
     lookups: tuple[LookupSpec, ...]
     jdbc_fetchsize: int = 10000
     max_future_minutes: int = 60
+    # What a batch run does when the raw table has columns this version does not know.
+    new_raw_columns: str = "refuse"
 
 
 def _secret(environ: Mapping[str, str], name: str) -> str:
@@ -156,6 +159,12 @@ def load_settings(
     )
     if not lookups:
         raise ConfigError(f"{source}: no [[lookups]] configured")
+    new_raw_columns = str(config.get("schema", {}).get("new_raw_columns", "refuse"))
+    if new_raw_columns not in NEW_COLUMN_POLICIES:
+        raise ConfigError(
+            f"{source} [schema] new_raw_columns must be one of {', '.join(NEW_COLUMN_POLICIES)} "
+            f"(got {new_raw_columns!r})"
+        )
     return Settings(
         postgres=parse_postgres_url(environ.get("POSTGRES_URL", ""), environ),
         s3=s3_from_env(environ),
@@ -163,4 +172,5 @@ def load_settings(
         lookups=lookups,
         jdbc_fetchsize=int(config.get("jdbc", {}).get("fetchsize", 10000)),
         max_future_minutes=int(config.get("validation", {}).get("max_future_minutes", 60)),
+        new_raw_columns=new_raw_columns,
     )

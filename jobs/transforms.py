@@ -7,14 +7,24 @@ and every parameterised step returns a function that chains with ``DataFrame.tra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StringType, TimestampType
 
 from jobs.errors import SourceError
-from jobs.schemas import AMOUNT_TYPE, CORRUPT_RECORD, INPUT_COLUMNS, QUARANTINE_COLUMNS, RAW_COLUMNS
+from jobs.schemas import (
+    AMOUNT_TYPE,
+    CDF_COLUMNS,
+    CHANGE_TYPE,
+    COMMIT_VERSION,
+    CORRUPT_RECORD,
+    INPUT_COLUMNS,
+    QUARANTINE_COLUMNS,
+    RAW_COLUMNS,
+    SOURCE_VERSION,
+)
 from jobs.settings import LookupSpec
 
 Transform = Callable[[DataFrame], DataFrame]
@@ -159,18 +169,18 @@ def add_rejection_reasons(
 def flag_superseded_duplicates(df: DataFrame) -> DataFrame:
     """Among valid rows sharing a ``transaction_id``, keep the latest ingested one.
 
-    The rule: the row with the latest ``_ingested_at`` wins; ties are broken by the ingest id,
-    the source file and then the row's own values, so the choice never depends on partitioning.
-    The others get ``_is_duplicate = true`` and go to quarantine, so no row is lost.
+    The rule: the row from the latest raw table commit (``_source_version``) wins; within one
+    commit, the latest ``_ingested_at``, then the ingest id, the source file and finally the
+    record id break ties, so the choice never depends on partitioning or on which run saw the
+    rows. The others get ``_is_duplicate = true`` and go to quarantine, so no row is lost.
+    Invalid rows never supersede a valid one: they are quarantined for their own reasons.
     """
     order = [
+        F.col(SOURCE_VERSION).desc_nulls_last(),
         F.col("_ingested_at").desc_nulls_last(),
         F.col("_ingest_id").desc_nulls_last(),
         F.col("_source_file").desc_nulls_last(),
-        F.col("event_ts").desc_nulls_last(),
-        F.col("amount").desc_nulls_last(),
-        F.col("merchant_id").desc_nulls_last(),
-        F.col("currency").desc_nulls_last(),
+        F.col("_record_id").desc_nulls_last(),
     ]
     window = Window.partitionBy("transaction_id", IS_VALID).orderBy(*order)
     rank = F.row_number().over(window)
@@ -226,12 +236,20 @@ def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
     return apply
 
 
-def add_lineage(run_id: str, source_version: int, enriched_at: datetime) -> Transform:
+def raw_changes_as_rows(changes: DataFrame) -> DataFrame:
+    """Rows appended to the raw table, read from its change feed, with the raw version each one
+    was committed in as ``_source_version``."""
+    return (
+        changes.filter(F.col(CHANGE_TYPE) == "insert")
+        .withColumn(SOURCE_VERSION, F.col(COMMIT_VERSION).cast("bigint"))
+        .drop(*CDF_COLUMNS)
+    )
+
+
+def add_lineage(run_id: str, enriched_at: datetime) -> Transform:
     def apply(df: DataFrame) -> DataFrame:
-        return (
-            df.withColumn("_run_id", F.lit(run_id))
-            .withColumn("_source_version", F.lit(source_version).cast("bigint"))
-            .withColumn("_enriched_at", F.lit(enriched_at).cast(TimestampType()))
+        return df.withColumn("_run_id", F.lit(run_id)).withColumn(
+            "_enriched_at", F.lit(enriched_at).cast(TimestampType())
         )
 
     return apply
@@ -316,3 +334,48 @@ def daily_category_summary(df: DataFrame) -> DataFrame:
         F.count(F.lit(1)).alias("transaction_count"),
         F.sum("amount").cast(DecimalType(20, 2)).alias("total_amount"),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Keeping the outputs in step across runs
+# --------------------------------------------------------------------------------------------
+
+
+def superseded_rows(run_id: str, enriched_at: datetime) -> Transform:
+    """Curated rows that a later commit replaced with another record of the same id, taken
+    from the curated table's change feed, in the quarantine table's shape.
+
+    A MERGE that replaces a row with a *different* record (a later ingestion of the id) moves
+    the old record here; a replay of the same record (a rerun after a crash) moves nothing.
+    """
+
+    def apply(changes: DataFrame) -> DataFrame:
+        keys = ["transaction_id", COMMIT_VERSION]
+        before = changes.filter(F.col(CHANGE_TYPE) == "update_preimage")
+        after = changes.filter(F.col(CHANGE_TYPE) == "update_postimage").select(
+            *keys, F.col("_record_id").alias("__replaced_by")
+        )
+        replaced = before.join(after, keys).filter(F.col("_record_id") != F.col("__replaced_by"))
+        return (
+            replaced.withColumn(REASONS, F.array(F.lit(DUPLICATE_REASON)))
+            .withColumn("_raw_record", F.lit(None).cast(StringType()))
+            .transform(add_lineage(run_id, enriched_at))
+            .select(*QUARANTINE_COLUMNS)
+        )
+
+    return apply
+
+
+def changed_dates(changes: DataFrame) -> DataFrame:
+    """The distinct ``event_date`` values touched by a set of curated changes."""
+    return changes.select("event_date").where(F.col("event_date").isNotNull()).distinct()
+
+
+def event_date_between(first: date, last: date) -> Transform:
+    """Rows whose event date (UTC) is in ``first``..``last``; rows without one are left out."""
+
+    def apply(df: DataFrame) -> DataFrame:
+        event_date = F.to_date("event_ts")
+        return df.filter(event_date.between(F.lit(first), F.lit(last)))
+
+    return apply

@@ -1,13 +1,12 @@
 -- What the batch job writes: one audit row per run, and the daily summary of the curated table.
+-- Rerunnable: tables are created if missing and brought up to this shape if they are older.
 CREATE TABLE IF NOT EXISTS pipeline.enrichment_runs (
     run_id                     uuid PRIMARY KEY,
     job_name                   text NOT NULL,
-    status                     text NOT NULL
-                               CHECK (status IN ('running', 'succeeded', 'failed', 'noop')),
+    status                     text NOT NULL,
     started_at                 timestamptz NOT NULL DEFAULT now(),
     ended_at                   timestamptz,
     raw_table                  text,
-    raw_version_read           bigint,
     curated_version_written    bigint,
     quarantine_version_written bigint,
     rows_read                  bigint,
@@ -20,8 +19,44 @@ CREATE TABLE IF NOT EXISTS pipeline.enrichment_runs (
     error                      text
 );
 
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = 'pipeline' AND table_name = 'enrichment_runs'
+                 AND column_name = 'raw_version_read') THEN
+        ALTER TABLE pipeline.enrichment_runs RENAME COLUMN raw_version_read TO raw_version_to;
+    END IF;
+END $$;
+
+ALTER TABLE pipeline.enrichment_runs
+    ADD COLUMN IF NOT EXISTS mode             text,
+    ADD COLUMN IF NOT EXISTS curated_table    text,
+    ADD COLUMN IF NOT EXISTS quarantine_table text,
+    -- raw table versions this run covered (from..to, inclusive); to = the watermark it leaves
+    ADD COLUMN IF NOT EXISTS raw_version_from bigint,
+    ADD COLUMN IF NOT EXISTS raw_version_to   bigint,
+    -- --from-date/--to-date runs: the event dates replaced
+    ADD COLUMN IF NOT EXISTS range_from       date,
+    ADD COLUMN IF NOT EXISTS range_to         date,
+    -- earlier curated rows replaced by a later record of the same transaction id
+    ADD COLUMN IF NOT EXISTS rows_replaced    bigint,
+    ADD COLUMN IF NOT EXISTS summary_dates_rewritten bigint,
+    -- runs that had died or failed before this one and whose work it completed
+    ADD COLUMN IF NOT EXISTS recovered_runs   uuid[] NOT NULL DEFAULT '{}',
+    -- where the driver ran (host:pid), to find a crashed run's logs
+    ADD COLUMN IF NOT EXISTS driver           text;
+
+ALTER TABLE pipeline.enrichment_runs DROP CONSTRAINT IF EXISTS enrichment_runs_status_check;
+ALTER TABLE pipeline.enrichment_runs ADD CONSTRAINT enrichment_runs_status_check
+    CHECK (status IN ('running', 'succeeded', 'failed', 'noop', 'crashed'));
+ALTER TABLE pipeline.enrichment_runs DROP CONSTRAINT IF EXISTS enrichment_runs_mode_check;
+ALTER TABLE pipeline.enrichment_runs ADD CONSTRAINT enrichment_runs_mode_check
+    CHECK (mode IS NULL OR mode IN ('full', 'incremental', 'range'));
+
 CREATE INDEX IF NOT EXISTS enrichment_runs_started_at_idx
     ON pipeline.enrichment_runs (started_at DESC);
+CREATE INDEX IF NOT EXISTS enrichment_runs_curated_idx
+    ON pipeline.enrichment_runs (curated_table, started_at DESC);
 
 -- Equal, after every successful run, to the GROUP BY of the curated table.
 CREATE TABLE IF NOT EXISTS pipeline.category_daily_summary (

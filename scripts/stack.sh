@@ -164,5 +164,10 @@ case "${1:-}" in
   up) postgres_up; minio_up; say "up: PostgreSQL 127.0.0.1:$PG_PORT, MinIO $S3_ENDPOINT, state in $STACK" ;;
   down) minio_down; postgres_down ;;
   status) status ;;
-  *) die "usage: scripts/stack.sh up|down|status" ;;
+  # One server at a time: what the fault suite uses to take a server away mid-run.
+  postgres-up) postgres_up ;;
+  postgres-down) postgres_down ;;
+  minio-up) minio_up ;;
+  minio-down) minio_down ;;
+  *) die "usage: scripts/stack.sh up|down|status|postgres-up|postgres-down|minio-up|minio-down" ;;
 esac

@@ -110,12 +110,14 @@ def _result(run_id: str, counts: RunCounts) -> RunResult:
     return RunResult(
         run_id=run_id,
         status="succeeded",
+        mode="full",
         started_at=now,
         ended_at=now,
         raw_table="s3a://b/raw",
         curated_table="s3a://b/cur",
         quarantine_table="s3a://b/q",
-        raw_version=4,
+        raw_version_from=0,
+        raw_version_to=4,
         counts=counts,
         curated_version=2,
         quarantine_version=2,
@@ -139,8 +141,9 @@ def test_summary_write_replaces_rows_with_the_run_record(
     for summary in (rows, rows[:1]):
         run_id = str(uuid.uuid4())
         with pg_store.connect(test_target) as conn:
-            pg_store.start_run(conn, run_id, "test", "s3a://b/raw")
-            pg_store.finish_run(conn, _result(run_id, counts), "fp", summary)
+            result = _result(run_id, counts)
+            pg_store.start_run(conn, result, "test")
+            pg_store.finish_run(conn, result, "fp", summary, None)
         with pg.cursor() as cur:
             cur.execute(
                 "SELECT event_date, category, currency, transaction_count, total_amount, run_id::text "
@@ -157,3 +160,68 @@ def test_summary_write_replaces_rows_with_the_run_record(
             )
             assert cur.fetchone() == ("succeeded", 10, 7, 3, [["MER-UNK-001", 3]])
         pg.rollback()
+
+
+def test_summary_write_for_some_dates_leaves_the_other_dates(
+    test_target: PostgresTarget, pg: psycopg2.extensions.connection
+) -> None:
+    import uuid
+
+    counts = RunCounts(1, 1, 0, 0, 0)
+    day1, day2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
+    first = [
+        SummaryRow(day1, "Groceries", "USD", 5, Decimal("100.25")),
+        SummaryRow(day2, "Groceries", "USD", 1, Decimal("1.00")),
+    ]
+    with pg_store.connect(test_target) as conn:
+        result = _result(str(uuid.uuid4()), counts)
+        pg_store.start_run(conn, result, "test")
+        pg_store.finish_run(conn, result, "fp", first, None)
+        # day2 rewritten (its only row gone), day1 not named: untouched.
+        result = _result(str(uuid.uuid4()), counts)
+        pg_store.start_run(conn, result, "test")
+        pg_store.finish_run(conn, result, "fp", [], [day2])
+    with pg.cursor() as cur:
+        cur.execute("SELECT event_date, transaction_count FROM category_daily_summary")
+        assert cur.fetchall() == [(day1, 5)]
+    pg.rollback()
+
+
+def test_second_writer_is_refused_naming_the_first(test_target: PostgresTarget) -> None:
+    from jobs.errors import ConcurrentRunError
+
+    with pg_store.writer_lock(test_target, ["s3a://b/cur", "s3a://b/q"], "first run", 0):
+        with (
+            pytest.raises(ConcurrentRunError, match="first run") as refused,
+            pg_store.writer_lock(test_target, ["s3a://b/q"], "second run", 0),
+        ):
+            pass
+        assert "s3a://b/q" in str(refused.value)
+    # Released with the first's connection: a third writer gets it at once.
+    with pg_store.writer_lock(test_target, ["s3a://b/cur"], "third run", 0):
+        pass
+
+
+def test_a_waiting_writer_gets_the_lock_when_the_first_ends(test_target: PostgresTarget) -> None:
+    import threading
+    import time
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with pg_store.writer_lock(test_target, ["s3a://b/wait"], "first run", 0):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert held.wait(10)
+    waits: list[str] = []
+    threading.Timer(1.0, release.set).start()
+    started = time.monotonic()
+    with pg_store.writer_lock(test_target, ["s3a://b/wait"], "second run", 30, waits.append):
+        waited = time.monotonic() - started
+    thread.join()
+    assert 0.9 < waited < 10
+    assert len(waits) == 1 and "first run" in waits[0]

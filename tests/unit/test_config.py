@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.batch_enrich import BatchOptions
 from jobs.batch_enrich import parse_args as batch_args
 from jobs.errors import ConfigError
 from jobs.ingest import parse_args as ingest_args
@@ -95,10 +96,27 @@ def test_lookup_table_name_that_is_not_an_identifier_is_refused(tmp_path: Path) 
 
 
 def test_parse_args() -> None:
-    assert batch_args([]).force is False
-    assert batch_args(["--force"]).force is True
-    with pytest.raises(SystemExit):
-        batch_args(["--run-id", "not-a-uuid"])
+    import datetime as dt
+
+    assert batch_args([]) == BatchOptions()
+    assert batch_args(["--full"]).full is True
+    assert batch_args(["--force"]).full is True  # the old name still works
+    assert batch_args(["--from-date", "2026-11-02", "--to-date", "2026-11-03"]).date_range == (
+        dt.date(2026, 11, 2),
+        dt.date(2026, 11, 3),
+    )
+    assert batch_args(["--from-date", "2026-11-02"]).date_range == (
+        dt.date(2026, 11, 2),
+        dt.date(2026, 11, 2),
+    )
+    assert batch_args(["--wait-for-lock", "30"]).wait_for_lock == 30.0
+    for bad in (
+        ["--run-id", "not-a-uuid"],
+        ["--full", "--from-date", "2026-11-02"],
+        ["--from-date", "2026-13-01"],
+    ):
+        with pytest.raises(SystemExit):
+            batch_args(bad)
     assert ingest_args(["a.jsonl", "b.jsonl"]).file_format == "jsonl"
     assert ingest_args(["s3a://bucket/x.csv"]).file_format == "csv"
     assert ingest_args(["dir", "--format", "csv"]).paths == ("dir",)

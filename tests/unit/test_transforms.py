@@ -22,18 +22,23 @@ from pyspark.sql.types import (
 )
 
 from jobs.errors import SourceError
-from jobs.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA
+from jobs.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA, SOURCE_VERSION, schema_drift
 from jobs.settings import LookupSpec
 from jobs.transforms import (
+    add_lineage,
     add_rejection_reasons,
+    changed_dates,
     check_lookup_columns,
     curated_rows,
     daily_category_summary,
+    event_date_between,
     flag_superseded_duplicates,
     join_lookup,
     parse_input_records,
     quarantined_rows,
+    raw_changes_as_rows,
     run_counts,
+    superseded_rows,
 )
 
 INGESTED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -54,14 +59,33 @@ def ts(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC).replace(tzinfo=None)
 
 
-def raw_rows(spark: SparkSession, rows: list[tuple[object, ...]]) -> DataFrame:
+def raw_rows(
+    spark: SparkSession, rows: list[tuple[object, ...]], versions: list[int] | None = None
+) -> DataFrame:
     """Raw-table rows from (transaction_id, merchant_id, amount, currency, event_ts,
-    ingested_at, parse_errors)."""
+    ingested_at, parse_errors), committed in raw version 1 unless ``versions`` says otherwise."""
+    versions = versions or [1] * len(rows)
     full = [
-        (tid, mid, amount, cur, event, f"r{n}", "file:/in.csv", "ingest-1", ingested, None, errors)
-        for n, (tid, mid, amount, cur, event, ingested, errors) in enumerate(rows)
+        (
+            tid,
+            mid,
+            amount,
+            cur,
+            event,
+            f"r{n}",
+            "file:/in.csv",
+            "ingest-1",
+            ingested,
+            None,
+            errors,
+            v,
+        )
+        for n, ((tid, mid, amount, cur, event, ingested, errors), v) in enumerate(
+            zip(rows, versions, strict=True)
+        )
     ]
-    return spark.createDataFrame(full, RAW_SCHEMA)
+    schema = StructType([*RAW_SCHEMA.fields, StructField(SOURCE_VERSION, LongType())])
+    return spark.createDataFrame(full, schema)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,6 +228,46 @@ def test_latest_ingestion_wins_and_invalid_rows_do_not_compete(spark: SparkSessi
     assert_df_equality(flagged, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_the_later_raw_commit_wins_whatever_the_clocks_said(spark: SparkSession) -> None:
+    """Ingest clocks can disagree; the order of raw commits cannot."""
+    later_clock = datetime(2026, 11, 21, tzinfo=UTC)
+    df = raw_rows(
+        spark,
+        [
+            ("T1", "M1", Decimal("1.00"), "USD", ts("2026-11-01T00:00:00+00:00"), later_clock, []),
+            ("T1", "M1", Decimal("2.00"), "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+        ],
+        versions=[3, 4],
+    )
+    winners = (
+        df.transform(add_rejection_reasons(AS_OF, 60, {"USD"}))
+        .transform(flag_superseded_duplicates)
+        .filter(~F.col("_is_duplicate"))
+    )
+    assert [(r["amount"], r[SOURCE_VERSION]) for r in winners.collect()] == [(Decimal("2.00"), 4)]
+
+
+def test_identical_repeats_in_one_commit_are_decided_by_record_id(spark: SparkSession) -> None:
+    row: tuple[object, ...] = (
+        "T1",
+        "M1",
+        Decimal("1.00"),
+        "USD",
+        ts("2026-11-01T00:00:00+00:00"),
+        INGESTED,
+        [],
+    )
+    df = raw_rows(spark, [row, row, row])
+    for partitions in (1, 3):
+        winners = (
+            df.repartition(partitions)
+            .transform(add_rejection_reasons(AS_OF, 60, {"USD"}))
+            .transform(flag_superseded_duplicates)
+            .filter(~F.col("_is_duplicate"))
+        )
+        assert [r["_record_id"] for r in winners.collect()] == ["r2"]
+
+
 # --------------------------------------------------------------------------------------------
 # join_lookup / check_lookup_columns
 # --------------------------------------------------------------------------------------------
@@ -316,9 +380,7 @@ def classified(spark: SparkSession) -> DataFrame:
         df.transform(add_rejection_reasons(AS_OF, 60, {"USD"}))
         .transform(flag_superseded_duplicates)
         .transform(join_lookup(merchants(spark), MERCHANT))
-        .withColumn("_run_id", F.lit("run-1"))
-        .withColumn("_source_version", F.lit(3).cast(LongType()))
-        .withColumn("_enriched_at", F.lit(AS_OF).cast(TimestampType()))
+        .transform(add_lineage("run-1", AS_OF))
     )
 
 
@@ -363,3 +425,112 @@ def test_summary_sums_decimals_exactly_per_utc_day(spark: SparkSession) -> None:
         ),
     )
     assert_df_equality(summary, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+# --------------------------------------------------------------------------------------------
+# change feeds: raw rows in, replaced curated rows and changed dates out
+# --------------------------------------------------------------------------------------------
+
+CDF_TYPES = "_change_type string, _commit_version bigint, _commit_timestamp timestamp"
+
+
+def test_raw_changes_keep_inserts_with_their_commit_version(spark: SparkSession) -> None:
+    changes = spark.createDataFrame(
+        [("T1", "insert", 5, AS_OF), ("T2", "delete", 6, AS_OF)],
+        f"transaction_id string, {CDF_TYPES}",
+    )
+    rows = changes.transform(raw_changes_as_rows)
+    expected = spark.createDataFrame([("T1", 5)], "transaction_id string, _source_version bigint")
+    assert_df_equality(rows, expected, ignore_nullable=True)
+
+
+def curated_change(
+    tid: str, record: str, day: date, change: str, version: int
+) -> tuple[object, ...]:
+    return (
+        tid,
+        "M1",
+        "Shop",
+        "Groceries",
+        Decimal("1.00"),
+        "USD",
+        datetime(day.year, day.month, day.day, 12),
+        record,
+        "file:/in.csv",
+        "ingest-1",
+        datetime(2026, 11, 20),
+        "run-0",
+        version - 1,
+        datetime(2026, 11, 20),
+        day,
+        change,
+        version,
+        datetime(2026, 11, 20),
+    )
+
+
+CURATED_CHANGE_SCHEMA = (
+    "transaction_id string, merchant_id string, merchant_name string, enriched_category string, "
+    "amount decimal(18,2), currency string, event_ts timestamp, _record_id string, "
+    "_source_file string, _ingest_id string, _ingested_at timestamp, _run_id string, "
+    f"_source_version bigint, _enriched_at timestamp, event_date date, {CDF_TYPES}"
+)
+
+
+def test_a_replaced_record_is_quarantined_and_a_replayed_one_is_not(spark: SparkSession) -> None:
+    d1, d2, d3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
+    changes = spark.createDataFrame(
+        [
+            # version 7: T1's record r1 (on d1) replaced by r9 (on d2): r1 is superseded.
+            curated_change("T1", "r1", d1, "update_preimage", 7),
+            curated_change("T1", "r9", d2, "update_postimage", 7),
+            # version 8: a rerun after a crash writes r9 again: nothing is superseded.
+            curated_change("T1", "r9", d2, "update_preimage", 8),
+            curated_change("T1", "r9", d2, "update_postimage", 8),
+            curated_change("T5", "r5", d3, "insert", 8),
+        ],
+        CURATED_CHANGE_SCHEMA,
+    )
+    superseded = changes.transform(superseded_rows("run-2", AS_OF))
+    assert [
+        (r["transaction_id"], r["_record_id"], r["rejection_reasons"], r["_run_id"])
+        for r in superseded.collect()
+    ] == [("T1", "r1", ["duplicate_transaction_id"], "run-2")]
+    assert superseded.columns == list(quarantined_rows(classified(spark)).columns)
+    assert sorted(r["event_date"] for r in changes.transform(changed_dates).collect()) == [
+        d1,
+        d2,
+        d3,
+    ]
+
+
+def test_event_date_between_is_inclusive_in_utc(spark: SparkSession) -> None:
+    df = spark.createDataFrame(
+        [
+            ("a", ts("2026-11-01T23:59:59+00:00")),
+            ("b", ts("2026-11-03T00:00:00+00:00")),
+            ("c", ts("2026-11-02T00:30:00+02:00")),
+            ("d", None),
+        ],
+        "id string, event_ts timestamp",
+    )
+    kept = df.transform(event_date_between(date(2026, 11, 1), date(2026, 11, 2)))
+    assert sorted(r["id"] for r in kept.collect()) == ["a", "c"]
+
+
+# --------------------------------------------------------------------------------------------
+# schema drift
+# --------------------------------------------------------------------------------------------
+
+
+def test_schema_drift_names_each_added_missing_or_retyped_column() -> None:
+    assert schema_drift(RAW_SCHEMA) == []
+    fields = [f for f in RAW_SCHEMA.fields if f.name != "currency"]
+    fields = [StructField("amount", StringType()) if f.name == "amount" else f for f in fields] + [
+        StructField("channel", StringType())
+    ]
+    assert schema_drift(StructType(fields)) == [
+        "column 'amount' is string, expected decimal(18,2)",
+        "column 'currency' is missing",
+        "column 'channel' (string) is new",
+    ]

@@ -1,0 +1,288 @@
+"""Tools for tests that crash runs on purpose: copies of a pipeline's whole state (bucket and
+database), jobs started in their own process group that can be paused at a failpoint and
+killed with SIGKILL, and the outputs read back for comparison."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+from pyspark.sql import SparkSession
+
+from jobs.buckets import s3_client
+from jobs.postgres_url import PostgresTarget
+from jobs.settings import S3Settings, Settings, load_settings
+
+from .conftest import ROOT, ScratchBucket, _url_for
+
+# Columns that name the run that wrote a row; everything else must match a clean run exactly.
+RUN_COLUMNS = {"_run_id", "_enriched_at"}
+
+
+@dataclass(frozen=True)
+class PipelineCopy:
+    """One pipeline's state: its tables in a bucket of their own and its own database."""
+
+    bucket: ScratchBucket
+    dbname: str
+    env: dict[str, str]
+
+    @property
+    def settings(self) -> Settings:
+        return replace(load_settings(self.env), tables=self.bucket.tables)
+
+    def connect(self) -> Any:
+        return psycopg2.connect(**self.settings.postgres.psycopg2_kwargs())
+
+
+def new_pipeline(
+    admin: PostgresTarget, s3: S3Settings, base_env: dict[str, str], template: str
+) -> PipelineCopy:
+    """An empty bucket and a database copied from ``template`` (a seeded database)."""
+    name = f"fault-{uuid.uuid4().hex[:10]}"
+    s3_client(s3).create_bucket(Bucket=name)
+    _create_database(admin, name.replace("-", "_"), template)
+    return _pipeline(admin, base_env, ScratchBucket(name), name.replace("-", "_"))
+
+
+def copy_pipeline(admin: PostgresTarget, s3: S3Settings, source: PipelineCopy) -> PipelineCopy:
+    """A copy of every object and every row of ``source``: the copy can be crashed freely."""
+    copy = new_pipeline(admin, s3, source.env, source.dbname)
+    # Run records name their tables by path: point the copied ones at the copied tables.
+    with copy.connect() as conn, conn.cursor() as cur:
+        for column in ("raw_table", "curated_table", "quarantine_table"):
+            cur.execute(
+                f"UPDATE pipeline.enrichment_runs SET {column} = replace({column}, %s, %s)",
+                (f"s3a://{source.bucket.name}/", f"s3a://{copy.bucket.name}/"),
+            )
+    conn.close()
+    client = s3_client(s3)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=source.bucket.name):
+        for item in page.get("Contents", []):
+            client.copy_object(
+                Bucket=copy.bucket.name,
+                Key=item["Key"],
+                CopySource={"Bucket": source.bucket.name, "Key": item["Key"]},
+            )
+    return copy
+
+
+def drop_pipeline(admin: PostgresTarget, s3: S3Settings, pipeline: PipelineCopy) -> None:
+    from .conftest import delete_bucket
+
+    delete_bucket(s3, pipeline.bucket.name)
+    conn = psycopg2.connect(**{**admin.psycopg2_kwargs(), "dbname": "postgres"})
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{pipeline.dbname}" WITH (FORCE)')
+    conn.close()
+
+
+def _create_database(admin: PostgresTarget, dbname: str, template: str) -> None:
+    conn = psycopg2.connect(**{**admin.psycopg2_kwargs(), "dbname": "postgres"})
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
+    conn.close()
+
+
+def _pipeline(
+    admin: PostgresTarget, base_env: dict[str, str], bucket: ScratchBucket, dbname: str
+) -> PipelineCopy:
+    env = {
+        **base_env,
+        **bucket.env(),
+        "POSTGRES_URL": _url_for(admin, dbname),
+        "POSTGRES_PASSWORD": admin.password,
+    }
+    return PipelineCopy(bucket, dbname, env)
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs, compared in full
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outputs:
+    curated: tuple[tuple[Any, ...], ...]
+    quarantine: tuple[tuple[Any, ...], ...]
+    summary: tuple[tuple[Any, ...], ...]
+
+
+def _rows(spark: SparkSession, path: str) -> tuple[tuple[Any, ...], ...]:
+    df = spark.read.format("delta").load(path)
+    columns = sorted(c for c in df.columns if c not in RUN_COLUMNS)
+    return tuple(sorted((tuple(r) for r in df.select(*columns).collect()), key=repr))
+
+
+def read_outputs(spark: SparkSession, pipeline: PipelineCopy) -> Outputs:
+    tables = pipeline.bucket.tables
+    with pipeline.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT event_date, category, currency, transaction_count, total_amount "
+            "FROM pipeline.category_daily_summary ORDER BY 1, 2, 3"
+        )
+        summary = tuple(tuple(r) for r in cur.fetchall())
+    conn.close()
+    return Outputs(_rows(spark, tables.curated), _rows(spark, tables.quarantine), summary)
+
+
+def runs(pipeline: PipelineCopy) -> list[dict[str, Any]]:
+    psycopg2.extras.register_uuid()  # uuid[] columns as lists (recovered_runs)
+    with pipeline.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM pipeline.enrichment_runs ORDER BY started_at")
+        assert cur.description is not None
+        names = [c.name for c in cur.description]
+        found = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    conn.close()
+    return found
+
+
+def delta_log_versions(s3: S3Settings, bucket: str, table: str) -> int:
+    client = s3_client(s3)
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{table}/_delta_log/"
+    )
+    return sum(
+        1 for page in pages for item in page.get("Contents", []) if item["Key"].endswith(".json")
+    )
+
+
+def data_objects(s3: S3Settings, bucket: str, table: str) -> set[str]:
+    client = s3_client(s3)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{table}/")
+    return {
+        item["Key"]
+        for page in pages
+        for item in page.get("Contents", [])
+        if "/_delta_log/" not in item["Key"]
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs that can be paused and killed
+# --------------------------------------------------------------------------------------------
+
+
+class Job:
+    """scripts/submit.sh in a process group of its own, its output collected as it comes."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        args: Sequence[str],
+        failpoint_dir: Path,
+        failpoints: Sequence[str] = (),
+    ) -> None:
+        self.failpoint_dir = failpoint_dir
+        failpoint_dir.mkdir(parents=True, exist_ok=True)
+        job_env = {**env, "ENRICH_FAILPOINT_DIR": str(failpoint_dir)}
+        if failpoints:
+            job_env["ENRICH_FAILPOINTS"] = ",".join(failpoints)
+        self.lines: list[str] = []
+        self._new: queue.Queue[str | None] = queue.Queue()
+        self.process = subprocess.Popen(
+            [str(ROOT / "scripts" / "submit.sh"), *args],
+            env=job_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self._new.put(line)
+        self._new.put(None)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        if any(text in line for line in self.lines):
+            return
+        while time.monotonic() < deadline:
+            try:
+                line = self._new.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"job ended before printing {text!r}:\n{self.output[-4000:]}")
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output[-4000:]}")
+
+    def pause_at(self, failpoint: str) -> None:
+        self.wait_for(f"FAILPOINT {failpoint} reached")
+
+    def release(self, failpoint: str) -> None:
+        (self.failpoint_dir / failpoint).touch()
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the job (the spark-submit JVM and the Python driver)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+
+    def kill_jvm_only(self) -> None:
+        for pid in _group_members(self.process.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"org.apache.spark.deploy.SparkSubmit" in cmdline and b"java" in cmdline:
+                os.kill(pid, signal.SIGKILL)
+                return
+        raise AssertionError("no spark-submit JVM found in the job's process group")
+
+    def finish(self, timeout: float = 600) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid:
+                members.append(int(entry.name))
+        except ProcessLookupError:
+            continue
+    return members
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " ERROR enrich: " in line]
+
+
+def stack(action: str) -> None:
+    """scripts/stack.sh postgres-up|postgres-down|minio-up|minio-down on the local stack."""
+    subprocess.run(
+        [str(ROOT / "scripts" / "stack.sh"), action],
+        cwd=ROOT,
+        env=os.environ,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )

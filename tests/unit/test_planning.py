@@ -1,0 +1,99 @@
+"""What a batch run covers, decided from the run records alone (jobs.planning)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from jobs.errors import ConfigError
+from jobs.models import FULL, INCREMENTAL, RANGE, PipelineState, SyncedRun, UnfinishedRun
+from jobs.planning import plan_run
+
+SYNCED = SyncedRun(run_id="r1", raw_version_to=4, curated_version=10, lookup_fingerprint="fp")
+DAYS = (date(2026, 11, 2), date(2026, 11, 3))
+
+
+def unfinished(mode: str, status: str = "running") -> UnfinishedRun:
+    return UnfinishedRun("r2", status, mode, datetime(2026, 11, 21, tzinfo=UTC), 5, 6, None)
+
+
+def state(*runs: UnfinishedRun, synced: SyncedRun | None = SYNCED) -> PipelineState:
+    return PipelineState(synced, list(runs))
+
+
+def test_new_raw_versions_are_read_from_the_watermark_on() -> None:
+    plan = plan_run(state(), raw_latest=7, curated_latest=10)
+    assert (plan.mode, plan.raw_version_from, plan.raw_version_to, plan.noop) == (
+        INCREMENTAL,
+        5,
+        7,
+        False,
+    )
+
+
+def test_nothing_new_is_a_noop() -> None:
+    plan = plan_run(state(), raw_latest=4, curated_latest=10)
+    assert plan.noop and plan.raw_version_to == 4
+    assert "nothing committed since run r1" in plan.reason
+
+
+def test_curated_commits_after_the_last_sync_are_completed_even_without_new_raw_data() -> None:
+    plan = plan_run(state(unfinished(RANGE)), raw_latest=4, curated_latest=12)
+    assert (plan.mode, plan.noop) == (INCREMENTAL, False)
+    assert plan.raw_version_from == 5 and plan.raw_version_to == 4  # no raw rows to read
+
+
+def test_a_crashed_incremental_run_is_redone_from_the_same_watermark() -> None:
+    plan = plan_run(state(unfinished(INCREMENTAL)), raw_latest=8, curated_latest=11)
+    assert (plan.mode, plan.raw_version_from, plan.raw_version_to) == (INCREMENTAL, 5, 8)
+
+
+@pytest.mark.parametrize(
+    ("current", "raw_latest", "curated_latest", "full", "why"),
+    [
+        (state(synced=None), 3, None, False, "first run"),
+        (state(), 7, 10, True, "--full"),
+        (state(), 7, None, False, "curated table is missing"),
+        (state(), 2, 10, False, "older than the last run's watermark"),
+        (state(unfinished(FULL)), 7, 11, False, "completing full rebuild r2"),
+        (state(unfinished(FULL, "failed")), 7, 11, False, "completing full rebuild r2"),
+    ],
+)
+def test_full_rebuilds(
+    current: PipelineState, raw_latest: int, curated_latest: int | None, full: bool, why: str
+) -> None:
+    plan = plan_run(current, raw_latest, curated_latest, full=full)
+    assert (plan.mode, plan.raw_version_from, plan.raw_version_to) == (FULL, 0, raw_latest)
+    assert why in plan.reason
+
+
+def test_a_date_range_is_re_enriched_from_processed_data_only() -> None:
+    plan = plan_run(state(), raw_latest=4, curated_latest=10, date_range=DAYS)
+    assert (plan.mode, plan.raw_version_from, plan.raw_version_to, plan.date_range) == (
+        RANGE,
+        None,
+        4,
+        DAYS,
+    )
+
+
+@pytest.mark.parametrize(
+    ("current", "raw_latest", "full", "dates", "message"),
+    [
+        (state(), 6, False, DAYS, "raw versions 5..6 are not processed yet"),
+        (state(synced=None), 4, False, DAYS, "no successful run yet"),
+        (state(unfinished(FULL)), 4, False, DAYS, "run with --full first"),
+        (state(), 4, True, DAYS, "cannot be combined"),
+        (state(), 4, False, (DAYS[1], DAYS[0]), "is after --to-date"),
+    ],
+)
+def test_date_ranges_that_cannot_be_honoured_are_refused(
+    current: PipelineState,
+    raw_latest: int,
+    full: bool,
+    dates: tuple[date, date],
+    message: str,
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_run(current, raw_latest, 10, full=full, date_range=dates)
