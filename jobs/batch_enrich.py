@@ -233,11 +233,13 @@ class BatchRun:
         curated_version = delta_io.latest_version(self.spark, tables.curated)
         has_new_rows = plan.raw_version_from is None or plan.raw_version_from <= plan.raw_version_to
         lookups: list[DataFrame] = []
+        cached: DataFrame | None = None
         classified: DataFrame | None = None
         try:
             if has_new_rows:
                 lookups = self._lookups()
-                classified = self._classified(lookups).persist(StorageLevel.MEMORY_AND_DISK)
+                cached = self._classified(lookups).persist(StorageLevel.MEMORY_AND_DISK)
+                classified = cached
                 if plan.mode == RANGE:
                     assert plan.date_range is not None
                     classified = classified.transform(event_date_between(*plan.date_range))
@@ -258,8 +260,8 @@ class BatchRun:
                     classified, curated_version
                 )
         finally:
-            if classified is not None:
-                classified.unpersist()
+            if cached is not None:
+                cached.unpersist()
             for lookup in lookups:
                 lookup.unpersist()
 

@@ -142,7 +142,11 @@ def read_outputs(spark: SparkSession, pipeline: PipelineCopy) -> Outputs:
 def runs(pipeline: PipelineCopy) -> list[dict[str, Any]]:
     psycopg2.extras.register_uuid()  # uuid[] columns as lists (recovered_runs)
     with pipeline.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT * FROM pipeline.enrichment_runs ORDER BY started_at")
+        # The database was copied from one other tests write to: keep this pipeline's runs.
+        cur.execute(
+            "SELECT * FROM pipeline.enrichment_runs WHERE curated_table = %s ORDER BY started_at",
+            (pipeline.bucket.tables.curated,),
+        )
         assert cur.description is not None
         names = [c.name for c in cur.description]
         found = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
