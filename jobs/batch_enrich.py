@@ -212,17 +212,11 @@ class BatchRun:
 
     def _check_curated_columns(self, curated: DataFrame) -> None:
         path = self.settings.tables.curated
-        have = {f.name: f.dataType.simpleString() for f in delta_io.table_schema(self.spark, path)}
-        want = {f.name: f.dataType.simpleString() for f in curated.schema.fields}
-        if have != want:
-            differences = sorted(
-                f"{name} ({have.get(name, 'absent')} in the table, {want.get(name, 'absent')} now)"
-                for name in set(have) | set(want)
-                if have.get(name) != want.get(name)
-            )
+        problems = schema_drift(delta_io.table_schema(self.spark, path), curated.schema)
+        if problems:
             raise ConfigError(
                 f"curated table {path} does not have the columns the configured lookups produce: "
-                f"{'; '.join(differences)}. Run with --full to rebuild it"
+                f"{'; '.join(problems)}. Run with --full to rebuild it"
             )
 
     def execute(self) -> tuple[RunResult, list[SummaryRow], list[date] | None]:

@@ -130,35 +130,28 @@ def overwrite(
     return _version_after_write(df.sparkSession, path)
 
 
+def _merge(df: DataFrame, path: str, key: str, commit_note: str, replace_matches: bool) -> int:
+    spark = df.sparkSession
+    merge = (
+        DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+    )
+    if replace_matches:
+        merge = merge.whenMatchedUpdateAll()
+    with _commit_note(spark, commit_note):
+        merge.whenNotMatchedInsertAll().execute()
+    return _version_after_write(spark, path)
+
+
 def upsert(df: DataFrame, path: str, key: str, commit_note: str) -> int:
     """MERGE ``df`` into the table on ``key``: matching rows are replaced, others inserted.
 
     ``df`` has at most one row per key. Replaying the same rows gives the same table, so a run
     that redoes the work of a crashed one cannot double anything."""
-    spark = df.sparkSession
-    target = DeltaTable.forPath(spark, path)
-    with _commit_note(spark, commit_note):
-        (
-            target.alias("t")
-            .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    return _version_after_write(spark, path)
+    return _merge(df, path, key, commit_note, replace_matches=True)
 
 
 def insert_missing(df: DataFrame, path: str, key: str, commit_note: str) -> int:
     """Insert the rows of ``df`` whose ``key`` is not in the table yet (insert-only MERGE)."""
-    spark = df.sparkSession
-    if not table_exists(spark, path):
+    if not table_exists(df.sparkSession, path):
         return overwrite(df, path, commit_note)
-    target = DeltaTable.forPath(spark, path)
-    with _commit_note(spark, commit_note):
-        (
-            target.alias("t")
-            .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    return _version_after_write(spark, path)
+    return _merge(df, path, key, commit_note, replace_matches=False)

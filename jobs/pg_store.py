@@ -45,15 +45,22 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-@contextmanager
-def connect(target: PostgresTarget) -> Iterator[Connection]:
+def _open(target: PostgresTarget, application_name: str | None = None) -> Connection:
     """A connection, or ServiceUnavailableError naming the server (never the password)."""
+    kwargs = target.psycopg2_kwargs()
+    if application_name is not None:
+        kwargs = {**kwargs, "application_name": application_name[:63]}
     try:
-        conn = psycopg2.connect(**target.psycopg2_kwargs())
+        return psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as error:
         raise ServiceUnavailableError(
             f"cannot connect to PostgreSQL at {target.redacted()}: {_first_line(error)}"
         ) from None
+
+
+@contextmanager
+def connect(target: PostgresTarget) -> Iterator[Connection]:
+    conn = _open(target)
     try:
         yield conn
     finally:
@@ -322,13 +329,7 @@ def writer_lock(
     drops the connection and the locks with it, so a crashed run never blocks the next one.
     Another run waits up to ``wait_seconds`` and then fails with ConcurrentRunError naming
     who holds the lock."""
-    kwargs = {**target.psycopg2_kwargs(), "application_name": holder[:63]}
-    try:
-        conn = psycopg2.connect(**kwargs)
-    except psycopg2.OperationalError as error:
-        raise ServiceUnavailableError(
-            f"cannot connect to PostgreSQL at {target.redacted()}: {_first_line(error)}"
-        ) from None
+    conn = _open(target, application_name=holder)
     conn.autocommit = True
     deadline = time.monotonic() + wait_seconds
     told = False

@@ -316,15 +316,19 @@ def one_clear_error(job: Job, code: int, *fragments: str) -> None:
         assert fragment in line
 
 
-def test_postgres_stopped_before_the_run(
-    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [("postgres", "cannot connect to PostgreSQL at postgresql://"), ("minio", "object store")],
+)
+def test_server_stopped_before_the_run(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy, server: str, message: str
 ) -> None:
-    stack("postgres-down")
+    stack(f"{server}-down")
     try:
-        job = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-pg0")
-        one_clear_error(job, 4, "cannot connect to PostgreSQL at postgresql://")
+        job = Job(pipeline.env, ["batch_enrich"], ground.work / f"fp-{server}-down")
+        one_clear_error(job, 4, message)
     finally:
-        stack("postgres-up")
+        stack(f"{server}-up")
     assert_converges(spark, ground, pipeline, recovering=False)
 
 
@@ -349,18 +353,6 @@ def test_wrong_postgres_password(
     job = Job({**pipeline.env, "POSTGRES_PASSWORD": wrong}, ["batch_enrich"], ground.work / "fp-pw")
     one_clear_error(job, 4, "password authentication failed")
     assert wrong not in job.output
-    assert_converges(spark, ground, pipeline, recovering=False)
-
-
-def test_minio_stopped_before_the_run(
-    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
-) -> None:
-    stack("minio-down")
-    try:
-        job = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-s3a")
-        one_clear_error(job, 4, "object store")
-    finally:
-        stack("minio-up")
     assert_converges(spark, ground, pipeline, recovering=False)
 
 
