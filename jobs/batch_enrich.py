@@ -375,7 +375,10 @@ class BatchRun:
 def _describe_unfinished(state: PipelineState) -> str:
     parts = []
     for run in state.unfinished:
-        what = "died without recording an end" if run.status == "running" else "failed"
+        what = {
+            "running": "died without recording an end",
+            "crashed": "died, and the run that found it did not finish either",
+        }.get(run.status, "failed")
         versions = (
             f", raw versions {run.raw_version_from}..{run.raw_version_to}"
             if run.raw_version_to is not None
@@ -398,7 +401,7 @@ def run(spark: SparkSession, settings: Settings, options: BatchOptions) -> RunRe
         with pg_store.writer_lock(
             settings.postgres,
             [tables.curated, tables.quarantine],
-            f"spark-enrich {JOB_NAME} run {run_id}",
+            f"{JOB_NAME} run {run_id}",  # at most 63 characters: PostgreSQL cuts application names
             options.wait_for_lock,
             on_wait=log.info,
         ) as lock:

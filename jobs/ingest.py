@@ -138,7 +138,7 @@ def run(spark: SparkSession, settings: Settings, options: IngestOptions) -> Inge
     with pg_store.writer_lock(
         settings.postgres,
         [settings.tables.raw],
-        f"spark-enrich {JOB_NAME} {ingest_id}",
+        f"{JOB_NAME} {ingest_id}",
         options.wait_for_lock,
         on_wait=log.info,
     ):

@@ -47,7 +47,7 @@ class UnfinishedRun:
     """A run after the last synced one that did not finish: it died, or it failed."""
 
     run_id: str
-    status: str  # running (it died: nobody holds the lock) | failed
+    status: str  # running (it died: nobody holds the lock) | crashed (found dead before) | failed
     mode: str | None
     started_at: datetime
     raw_version_from: int | None

@@ -132,7 +132,7 @@ def pipeline_state(conn: Connection, curated_table: str) -> PipelineState:
         cur.execute(
             "SELECT run_id::text, status, mode, started_at, raw_version_from, raw_version_to, error "
             "FROM pipeline.enrichment_runs "
-            "WHERE curated_table = %s AND status IN ('running', 'failed') "
+            "WHERE curated_table = %s AND status IN ('running', 'crashed', 'failed') "
             "AND started_at > %s ORDER BY started_at",
             (curated_table, row[4] if row else datetime(1970, 1, 1, tzinfo=UTC)),
         )
@@ -151,7 +151,7 @@ def mark_crashed(conn: Connection, run_ids: Sequence[str], by_run_id: str) -> No
             "error = coalesce(error, %s) WHERE run_id = ANY(%s::uuid[]) AND status = 'running'",
             (
                 f"the driver died before recording an end (killed, or it lost its connections); "
-                f"run {by_run_id} recovered its work",
+                f"found by run {by_run_id}, which redoes its work",
                 list(run_ids),
             ),
         )

@@ -7,7 +7,8 @@ the process was killed), that the committed outputs are still readable and are e
 the clean run's, and then that the next run converges to exactly the clean run's curated rows,
 quarantine rows and summary rows (full contents; only the run id and time columns differ).
 
-`make test` runs the cases marked faults_smoke; `make test-faults` runs them all.
+`make test` runs them all with the other tests; `make test-faults` runs only these, and
+`pytest -m faults_smoke` three of them, a quick check of the harness.
 """
 
 from __future__ import annotations
@@ -463,7 +464,7 @@ def test_a_second_writer_is_refused_and_a_waiting_one_runs_after(
     refused = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-l2")
     one_clear_error(refused, 5, "another run is writing", f"run {first_id}", "--wait-for-lock")
     waiting = Job(pipeline.env, ["batch_enrich", "--wait-for-lock", "600"], ground.work / "fp-l3")
-    waiting.wait_for(f"waiting for spark-enrich batch_enrich run {first_id}")
+    waiting.wait_for(f"waiting for batch_enrich run {first_id}")
     first.release("run-started")
     assert first.finish() == 0, first.output[-4000:]
     assert waiting.finish() == 0, waiting.output[-4000:]

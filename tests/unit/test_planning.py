@@ -58,6 +58,7 @@ def test_a_crashed_incremental_run_is_redone_from_the_same_watermark() -> None:
         (state(), 2, 10, False, "older than the last run's watermark"),
         (state(unfinished(FULL)), 7, 11, False, "completing full rebuild r2"),
         (state(unfinished(FULL, "failed")), 7, 11, False, "completing full rebuild r2"),
+        (state(unfinished(FULL, "crashed")), 7, 11, False, "completing full rebuild r2"),
     ],
 )
 def test_full_rebuilds(
