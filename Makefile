@@ -7,6 +7,7 @@ RUN := scripts/with_env.sh
 PY := .venv/bin/python
 DEMO_ROWS ?= 20000
 ROWS ?= 10000
+DB_ROLE ?= reporting
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
 .PHONY: help setup up down status seed demo generate ingest submit-batch spark-sql psql \
@@ -17,7 +18,8 @@ help: ## List the targets
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo
-	@echo "Variables: SQL=\"...\" (spark-sql, psql), FILES=... (ingest), ARGS=... (submit-batch),"
+	@echo "Variables: SQL=\"...\" (spark-sql, psql), DB_ROLE=reporting|pipeline|admin (psql),"
+	@echo "           FILES=... (ingest), ARGS=... (submit-batch),"
 	@echo "           ROWS=N OUT=path (generate), DEMO_ROWS=N (demo), SPARK_MASTER=... (submit-batch)"
 
 setup: ## Install the virtualenv, JARs, MinIO and PostgreSQL (cached in ~/.cache/spark-enrich)
@@ -32,7 +34,7 @@ down: ## Stop the local stack (data is kept in .stack/)
 status: ## Show whether PostgreSQL and MinIO are running
 	@$(RUN) scripts/stack.sh status
 
-seed: up ## Apply reference_sql/*.sql with psql (rerunnable)
+seed: up ## Create the roles and apply reference_sql/*.sql as the admin (rerunnable)
 	@$(RUN) scripts/seed.sh
 
 demo: seed ## Run the whole flow once: generate, ingest, enrich, print the run summary
@@ -62,8 +64,8 @@ cluster-up: setup ## Start a Spark standalone master and 2 workers on 127.0.0.1:
 cluster-down: ## Stop the standalone cluster
 	@$(RUN) scripts/cluster.sh down
 
-psql: ## psql on POSTGRES_URL; SQL="..." runs one statement
-	@if [ -n "$(SQL)" ]; then $(RUN) scripts/psql.sh -X -c "$(SQL)"; else $(RUN) scripts/psql.sh; fi
+psql: ## psql as the read-only reporting role (DB_ROLE=pipeline|admin); SQL="..." runs one statement
+	@if [ -n "$(SQL)" ]; then $(RUN) scripts/psql.sh --role=$(DB_ROLE) -X -c "$(SQL)"; else $(RUN) scripts/psql.sh --role=$(DB_ROLE); fi
 
 test: export ENRICH_STACK = local
 test: up ## Run every test (unit, integration, end to end) against the local stack

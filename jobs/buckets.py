@@ -1,18 +1,13 @@
-"""Create the project's buckets on the object store if they are missing (``make up`` runs it)."""
+"""The object store client, and the project's buckets created when missing (make up)."""
 
 from __future__ import annotations
-
-import logging
-import sys
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobs.errors import EnrichmentError, ServiceUnavailableError
-from jobs.settings import S3Settings, load_settings
-
-log = logging.getLogger("enrich.buckets")
+from jobs.errors import ServiceUnavailableError
+from jobs.settings import S3Settings
 
 
 def s3_client(s3: S3Settings):  # type: ignore[no-untyped-def]
@@ -49,23 +44,3 @@ def ensure_buckets(s3: S3Settings, buckets: list[str]) -> list[str]:
     except (BotoCoreError, ClientError) as error:
         raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
     return created
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        settings = load_settings()
-        paths = settings.tables
-        wanted = sorted({bucket_of(p) for p in (paths.raw, paths.curated, paths.quarantine)})
-        created = ensure_buckets(settings.s3, wanted)
-    except EnrichmentError as error:
-        print(f"buckets: error: {error}", file=sys.stderr)
-        return error.exit_code
-    for bucket in wanted:
-        state = "created" if bucket in created else "exists"
-        print(f"stack: bucket {bucket}: {state}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

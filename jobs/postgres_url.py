@@ -1,8 +1,8 @@
-"""Parse the ``POSTGRES_URL`` libpq URL into what psql, psycopg2 and JDBC each need.
+"""Parse a libpq URL (``POSTGRES_URL`` and its siblings) into what psql, psycopg2 and JDBC need.
 
 Standard library only, so the stack scripts can use it before the virtualenv exists.
-The password may also come from ``POSTGRES_PASSWORD`` or a ``POSTGRES_PASSWORD_FILE``
-(docker secrets), which win over a password written in the URL.
+Each database role the project uses has a URL variable and a password variable; the password
+may also come from a ``*_FILE`` file (docker secrets), and wins over one written in the URL.
 """
 
 from __future__ import annotations
@@ -15,6 +15,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from jobs.env_secrets import secret_from_env
 from jobs.errors import ConfigError
+
+# role -> (URL variable, password variable). The jobs log in as the pipeline role; seeding and
+# migrations as the admin; dashboards and `make psql` as the read-only reporting role.
+ROLE_VARIABLES = {
+    "pipeline": ("POSTGRES_URL", "POSTGRES_PASSWORD"),
+    "admin": ("POSTGRES_ADMIN_URL", "POSTGRES_ADMIN_PASSWORD"),
+    "reporting": ("POSTGRES_REPORTING_URL", "POSTGRES_REPORTING_PASSWORD"),
+}
 
 # libpq parameters that pgjdbc understands under the same name.
 _JDBC_PASSTHROUGH = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout")
@@ -87,20 +95,21 @@ class PostgresTarget:
         return env
 
 
-def parse_postgres_url(url: str, environ: Mapping[str, str] | None = None) -> PostgresTarget:
+def parse_postgres_url(
+    url: str, environ: Mapping[str, str] | None = None, role: str = "pipeline"
+) -> PostgresTarget:
     """Parse a ``postgresql://user:password@host:port/dbname?sslmode=...`` URL."""
     environ = os.environ if environ is None else environ
+    url_var, password_var = ROLE_VARIABLES[role]
     if not url:
-        raise ConfigError("POSTGRES_URL is not set (expected postgresql://user@host:port/dbname)")
+        raise ConfigError(f"{url_var} is not set (expected postgresql://user@host:port/dbname)")
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(
-            f"POSTGRES_URL must start with postgresql:// (got scheme {parts.scheme!r})"
-        )
+        raise ConfigError(f"{url_var} must start with postgresql:// (got scheme {parts.scheme!r})")
     try:
         port = parts.port or 5432
     except ValueError as error:
-        raise ConfigError(f"POSTGRES_URL has an invalid port: {error}") from None
+        raise ConfigError(f"{url_var} has an invalid port: {error}") from None
     host = parts.hostname or ""
     dbname = unquote(parts.path.lstrip("/"))
     user = unquote(parts.username or "")
@@ -108,40 +117,46 @@ def parse_postgres_url(url: str, environ: Mapping[str, str] | None = None) -> Po
         name for name, value in (("host", host), ("database", dbname), ("user", user)) if not value
     ]
     if missing:
-        raise ConfigError(f"POSTGRES_URL has no {', '.join(missing)}")
-    password = _password(unquote(parts.password or ""), environ)
+        raise ConfigError(f"{url_var} has no {', '.join(missing)}")
+    from_env = secret_from_env(environ, password_var)
+    password = unquote(parts.password or "") if from_env is None else from_env
     params = tuple(parse_qsl(parts.query, keep_blank_values=True))
     return PostgresTarget(host, port, dbname, user, password, params)
 
 
-def _password(from_url: str, environ: Mapping[str, str]) -> str:
-    password = secret_from_env(environ, "POSTGRES_PASSWORD")
-    return from_url if password is None else password
-
-
-def target_from_env(environ: Mapping[str, str] | None = None) -> PostgresTarget:
+def target_from_env(
+    environ: Mapping[str, str] | None = None, role: str = "pipeline"
+) -> PostgresTarget:
     environ = os.environ if environ is None else environ
-    return parse_postgres_url(environ.get("POSTGRES_URL", ""), environ)
+    return parse_postgres_url(environ.get(ROLE_VARIABLES[role][0], ""), environ, role)
 
 
 def _main(argv: list[str]) -> int:
-    """``python3 -m jobs.postgres_url FIELD`` prints host, port, dbname, user or redacted."""
+    """``python3 -m jobs.postgres_url [--role ROLE] FIELD``: host, port, dbname, user or redacted."""
+    role = "pipeline"
+    if len(argv) == 3 and argv[0] == "--role" and argv[1] in ROLE_VARIABLES:
+        role, argv = argv[1], argv[2:]
+    fields = ("host", "port", "dbname", "user", "redacted")
+    if len(argv) != 1 or argv[0] not in fields:
+        print(
+            f"usage: python3 -m jobs.postgres_url [--role {{{','.join(ROLE_VARIABLES)}}}] "
+            f"{{{','.join(fields)}}}",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        target = target_from_env()
+        target = target_from_env(role=role)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    fields = {
+    values = {
         "host": target.host,
         "port": str(target.port),
         "dbname": target.dbname,
         "user": target.user,
         "redacted": target.redacted(),
     }
-    if len(argv) != 1 or argv[0] not in fields:
-        print(f"usage: python3 -m jobs.postgres_url {{{','.join(fields)}}}", file=sys.stderr)
-        return 2
-    print(fields[argv[0]])
+    print(values[argv[0]])
     return 0
 
 

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# psql against POSTGRES_URL. The connection (password included) goes through libpq's
-# environment variables, so no secret appears on psql's command line.
+# psql as one of the project's database roles: scripts/psql.sh [--role=reporting|pipeline|admin] [psql args]
+#   reporting (the default) is read-only: POSTGRES_REPORTING_URL; pipeline is the jobs' role:
+#   POSTGRES_URL; admin seeds and migrates: POSTGRES_ADMIN_URL. The connection, password
+#   included, goes through libpq's environment variables: no secret on psql's command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(python3 - <<'PY'
+role=reporting
+case "${1:-}" in --role=*) role=${1#--role=}; shift ;; esac
+eval "$(python3 - "$role" <<'PY'
 import shlex
+import sys
 from jobs.errors import ConfigError
-from jobs.postgres_url import target_from_env
+from jobs.postgres_url import ROLE_VARIABLES, target_from_env
+role = sys.argv[1]
+if role not in ROLE_VARIABLES:
+    print(f"echo {shlex.quote(f'error: unknown role {role!r}; use one of ' + ', '.join(ROLE_VARIABLES))} >&2; exit 2")
+    sys.exit()
 try:
-    env = target_from_env().libpq_env()
+    env = target_from_env(role=role).libpq_env()
 except ConfigError as error:
     print(f"echo {shlex.quote('error: ' + str(error))} >&2; exit 2")
 else:

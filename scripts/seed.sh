@@ -1,14 +1,50 @@
 #!/usr/bin/env bash
-# Applies reference_sql/*.sql in order with psql and ON_ERROR_STOP. Every file is rerunnable,
-# so seeding twice is harmless.
+# Applies reference_sql/*.sql in order with psql and ON_ERROR_STOP, as the admin role
+# (POSTGRES_ADMIN_URL): 000_roles.sql as the admin itself, the others as the owner role, so
+# every table belongs to the owner and its default privileges cover it. Every file is
+# rerunnable, so seeding twice is harmless. The pipeline and reporting roles are the users of
+# POSTGRES_URL and POSTGRES_REPORTING_URL; their passwords (POSTGRES_PASSWORD,
+# POSTGRES_REPORTING_PASSWORD or *_FILE) are set when given, through psql's environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+die() { printf 'seed: error: %s\n' "$*" >&2; exit 1; }
 shopt -s nullglob
 files=(reference_sql/*.sql)
-[ ${#files[@]} -gt 0 ] || { echo "seed: error: no files in reference_sql/" >&2; exit 1; }
+[ ${#files[@]} -gt 0 ] || die "no files in reference_sql/"
+eval "$(python3 - <<'PY'
+import shlex
+from jobs.errors import ConfigError
+from jobs.postgres_url import target_from_env
+try:
+    admin = target_from_env(role="admin")
+    pipeline = target_from_env(role="pipeline")
+    reporting = target_from_env(role="reporting")
+except ConfigError as error:
+    print(f"echo {shlex.quote('seed: error: ' + str(error))} >&2; exit 2")
+    raise SystemExit
+if admin.user in (pipeline.user, reporting.user):
+    message = (
+        f"seed: error: the admin role {admin.user!r} must not be the pipeline or reporting role "
+        "(POSTGRES_ADMIN_URL, POSTGRES_URL and POSTGRES_REPORTING_URL name three different users)"
+    )
+    print(f"echo {shlex.quote(message)} >&2; exit 2")
+    raise SystemExit
+print(f"pipeline_role={shlex.quote(pipeline.user)}")
+print(f"reporting_role={shlex.quote(reporting.user)}")
+for name, target in (("ENRICH_PIPELINE_PASSWORD", pipeline), ("ENRICH_REPORTING_PASSWORD", reporting)):
+    if target.password:
+        print(f"export {name}={shlex.quote(target.password)}")
+PY
+)"
+owner_role=${ENRICH_OWNER_ROLE:-enrich_owner}
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"  # no NOTICEs of IF EXISTS steps
+roles=(-v "owner_role=$owner_role" -v "pipeline_role=$pipeline_role" -v "reporting_role=$reporting_role")
 for file in "${files[@]}"; do
   printf 'seed: %s\n' "$file" >&2
-  scripts/psql.sh -X -q -v ON_ERROR_STOP=1 -f "$file" \
-    || { printf 'seed: error: %s failed (see the psql message above)\n' "$file" >&2; exit 1; }
+  as_owner=("-c" "SET ROLE \"$owner_role\"")
+  case "$file" in reference_sql/000_*) as_owner=() ;; esac
+  scripts/psql.sh --role=admin -X -q -v ON_ERROR_STOP=1 "${roles[@]}" "${as_owner[@]}" -f "$file" \
+    || die "$file failed (see the psql message above)"
 done
-scripts/psql.sh -X -tA -c "SELECT 'seed: merchant_lookup rows: ' || count(*) FROM reference.merchant_lookup" >&2
+unset ENRICH_PIPELINE_PASSWORD ENRICH_REPORTING_PASSWORD
+scripts/psql.sh --role=admin -X -tA -c "SELECT 'seed: merchant_lookup rows: ' || count(*) FROM reference.merchant_lookup" >&2

@@ -7,7 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JAR_DIR=$(python3 "$ROOT/scripts/versions.py" jar-dir)
 [ -f "$JAR_DIR/.complete" ] || { echo "error: JARs missing in $JAR_DIR; run 'make setup'" >&2; exit 1; }
 SPARK_JARS=$(ls "$JAR_DIR"/*.jar | paste -sd, -)
-export SPARK_CONF_DIR="$ROOT/conf"
+# ENRICH_SPARK_CONF_DIR: a folder of your own in place of conf/ (start from a copy of it).
+export SPARK_CONF_DIR="${ENRICH_SPARK_CONF_DIR:-$ROOT/conf}"
 # Executors run no Python of ours; a cluster may point this at its own interpreter.
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$ROOT/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="$ROOT/.venv/bin/python"

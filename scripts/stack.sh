@@ -20,17 +20,18 @@ MINIO_LOG="$STACK/minio/minio.log"
 MINIO_PID="$STACK/minio/minio.pid"
 WAIT_SECONDS=${STACK_WAIT_SECONDS:-60}
 
-pg_field() { python3 -m jobs.postgres_url "$1"; }
+# The server is made and administered as the admin role; the jobs' role is created by make seed.
+pg_field() { python3 -m jobs.postgres_url --role admin "$1"; }
 PG_HOST=$(pg_field host)
 PG_PORT=$(pg_field port)
-PG_USER=$(pg_field user)
+PG_ADMIN=$(pg_field user)
 PG_DB=$(pg_field dbname)
 S3_HOSTPORT=${S3_ENDPOINT#*://}
 S3_HOSTPORT=${S3_HOSTPORT%%/*}
 MINIO_PORT=${S3_HOSTPORT##*:}
 MINIO_CONSOLE_PORT=$((MINIO_PORT + 1))
 
-case "$PG_HOST" in 127.0.0.1|localhost) ;; *) die "POSTGRES_URL points at $PG_HOST; the local stack only runs on 127.0.0.1 (unset POSTGRES_URL to use conf/local.env)";; esac
+case "$PG_HOST" in 127.0.0.1|localhost) ;; *) die "POSTGRES_ADMIN_URL points at $PG_HOST; the local stack only runs on 127.0.0.1 (unset POSTGRES_*_URL to use conf/local.env)";; esac
 case "$S3_HOSTPORT" in 127.0.0.1:*|localhost:*) ;; *) die "S3_ENDPOINT points at $S3_ENDPOINT; the local stack only runs on 127.0.0.1";; esac
 
 # PostgreSQL refuses to run as root: run its commands as the 'postgres' system user then.
@@ -70,9 +71,9 @@ postgres_up() {
     say "initialising PostgreSQL cluster in $PG_DATA"
     local pwfile
     pwfile=$(mktemp)
-    python3 -c 'import jobs.postgres_url as p; print(p.target_from_env().password)' > "$pwfile"
+    python3 -c 'import jobs.postgres_url as p; print(p.target_from_env(role="admin").password)' > "$pwfile"
     [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
-    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_USER" --pwfile="$pwfile" \
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_ADMIN" --pwfile="$pwfile" \
       --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$STACK/postgres/initdb.log" 2>&1 \
       || { rm -f "$pwfile"; die "initdb failed; see $STACK/postgres/initdb.log"; }
     rm -f "$pwfile"
@@ -87,9 +88,15 @@ postgres_up() {
     [ $SECONDS -lt $deadline ] || die "PostgreSQL is not accepting TCP connections on 127.0.0.1:$PG_PORT after ${WAIT_SECONDS}s; see $PG_LOG"
     sleep 0.5
   done
-  if ! scripts/psql.sh -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
+  local admin_ok
+  admin_ok=$(scripts/psql.sh --role=admin -d postgres -tAc "SELECT 1" 2>&1) || true
+  if [ "$admin_ok" != 1 ]; then
+    die "cannot log in as the admin role $PG_ADMIN: $admin_ok
+  (a .stack made by an older version has another admin; 'make clean-state' starts afresh)"
+  fi
+  if ! scripts/psql.sh --role=admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
     say "creating database $PG_DB"
-    scripts/psql.sh -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
+    scripts/psql.sh --role=admin -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
   fi
 }
 
@@ -109,6 +116,13 @@ minio_healthy() {
     "http://$S3_HOSTPORT/minio/health/live" 2>/dev/null
 }
 
+minio_secret() {
+  local value
+  value=$(python3 -c 'import jobs.env_secrets as e, os, sys; print(e.secret_from_env(os.environ, sys.argv[1]) or "")' "$1")
+  [ -n "$value" ] || die "$1 (or $1_FILE) is not set: MinIO's root user, used only to create the jobs' user"
+  printf '%s' "$value"
+}
+
 minio_up() {
   local minio_bin
   minio_bin=$(python3 scripts/versions.py minio-bin)
@@ -119,8 +133,11 @@ minio_up() {
   else
     port_in_use "$MINIO_PORT" && die "port $MINIO_PORT is taken by another program; stop it or change S3_ENDPOINT"
     say "starting MinIO on $S3_ENDPOINT (console on 127.0.0.1:$MINIO_CONSOLE_PORT)"
-    # Credentials reach MinIO through its environment only.
-    MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY \
+    # Root credentials reach MinIO through its environment only; the jobs get their own user.
+    local root_user root_password
+    root_user=$(minio_secret MINIO_ROOT_USER)
+    root_password=$(minio_secret MINIO_ROOT_PASSWORD)
+    MINIO_ROOT_USER=$root_user MINIO_ROOT_PASSWORD=$root_password \
       MINIO_BROWSER=on MINIO_UPDATE=off \
       nohup "$minio_bin" server "$MINIO_DATA" --quiet \
         --address "127.0.0.1:$MINIO_PORT" --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" \
@@ -133,7 +150,7 @@ minio_up() {
       sleep 0.5
     done
   fi
-  .venv/bin/python -m jobs.buckets
+  .venv/bin/python scripts/minio_init.py
 }
 
 minio_down() {

@@ -2,7 +2,9 @@
 
 It is built by the same builder as the jobs, with conf/spark-defaults.conf (Delta, S3A, UTC)
 and the cached JARs, so the integration tests use Delta on s3a:// exactly as the jobs do.
-No credential is put in its configuration: S3A reads them from the environment.
+No credential is put in its configuration: S3A reads them from the environment. The session
+checks what every test wrote, in buckets the jobs' own key may not read, so its JVM starts
+with MinIO's root user in AWS_* (when MINIO_ROOT_* is set); the jobs under test keep theirs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from jobs.env_secrets import secret_from_env
 from jobs.session import session_builder
 from jobs.settings import s3_from_env
 from scripts.versions import value as pinned
@@ -33,15 +36,30 @@ def _jar_paths() -> str:
 def spark() -> Iterator[SparkSession]:
     os.environ["SPARK_CONF_DIR"] = str(ROOT / "conf")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    session = (
-        session_builder("enrich-tests", s3_from_env(os.environ))
-        .master("local[2]")
-        .config("spark.jars", _jar_paths())
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
+    root_user = secret_from_env(os.environ, "MINIO_ROOT_USER")
+    root_password = secret_from_env(os.environ, "MINIO_ROOT_PASSWORD")
+    saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    if root_user and root_password:
+        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = (
+            root_user,
+            root_password,
+        )
+    try:  # the JVM takes its environment when it starts
+        session = (
+            session_builder("enrich-tests", s3_from_env(os.environ))
+            .master("local[2]")
+            .config("spark.jars", _jar_paths())
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.default.parallelism", "2")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     yield session
     session.stop()

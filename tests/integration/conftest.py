@@ -1,21 +1,29 @@
 """Fixtures on the real local stack (make up): a fresh test database seeded from reference_sql/,
-and one bucket per test so tests never see each other's tables or the demo's."""
+and one bucket per test so tests never see each other's tables or the demo's.
+
+Roles as in production: jobs log in as the pipeline role and use a MinIO key of their own (the
+jobs' policy, widened to the tests' own test-* buckets); the fixtures that make
+databases and buckets use the admin role and MinIO's root user."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
 
 from jobs.buckets import s3_client
-from jobs.postgres_url import PostgresTarget, target_from_env
+from jobs.postgres_url import ROLE_VARIABLES, PostgresTarget, target_from_env
 from jobs.settings import S3Settings, Settings, TablePaths, load_settings, s3_from_env
+from scripts.minio_init import POLICY_FILE, admin_client, grant_job_user, root_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_DB = "enrichment_test"
@@ -28,6 +36,14 @@ def _url_for(target: PostgresTarget, dbname: str) -> str:
     return f"postgresql://{target.user}@{target.host}:{target.port}/{dbname}" + (
         f"?{params}" if params else ""
     )
+
+
+def env_for_database(env: dict[str, str], dbname: str) -> dict[str, str]:
+    """``env`` with every role's URL pointed at database ``dbname`` (passwords unchanged)."""
+    changed = dict(env)
+    for role, (url_var, _) in ROLE_VARIABLES.items():
+        changed[url_var] = _url_for(target_from_env(env, role=role), dbname)
+    return changed
 
 
 def submit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -78,7 +94,7 @@ def run_seed(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def admin_target() -> PostgresTarget:
-    target = target_from_env()
+    target = target_from_env(role="admin")
     try:
         psycopg2.connect(**target.psycopg2_kwargs()).close()
     except psycopg2.OperationalError as error:
@@ -89,21 +105,17 @@ def admin_target() -> PostgresTarget:
 
 
 @pytest.fixture(scope="session")
-def test_db_env(admin_target: PostgresTarget) -> dict[str, str]:
+def test_db_env(admin_target: PostgresTarget, job_key_env: dict[str, str]) -> dict[str, str]:
     """Environment for jobs and scripts pointed at a freshly created, seeded test database.
 
-    The password travels in POSTGRES_PASSWORD, not in the URL."""
+    Passwords travel in POSTGRES_*PASSWORD, not in the URLs."""
     conn = psycopg2.connect(**{**admin_target.psycopg2_kwargs(), "dbname": "postgres"})
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
         cur.execute(f'CREATE DATABASE "{TEST_DB}"')
     conn.close()
-    env = {
-        **os.environ,
-        "POSTGRES_URL": _url_for(admin_target, TEST_DB),
-        "POSTGRES_PASSWORD": admin_target.password,
-    }
+    env = env_for_database({**os.environ, **job_key_env}, TEST_DB)
     seeded = run_seed(env)
     assert seeded.returncode == 0, seeded.stderr
     return env
@@ -123,7 +135,8 @@ def pg(test_target: PostgresTarget) -> Iterator[psycopg2.extensions.connection]:
 
 @pytest.fixture(scope="session")
 def s3() -> S3Settings:
-    settings = s3_from_env(os.environ)
+    """MinIO's root user: the fixtures make, copy and empty the tests' buckets with it."""
+    settings = root_settings(s3_from_env(os.environ))
     try:
         s3_client(settings).list_buckets()
     except Exception as error:
@@ -131,6 +144,31 @@ def s3() -> S3Settings:
             f"object store at {settings.endpoint} is not reachable ({error}); run 'make up'", 2
         )
     return settings
+
+
+TEST_JOBS_USER = "enrich-test-jobs"
+
+
+def tests_policy() -> dict[str, Any]:
+    """The jobs' policy (conf/minio/enrich-jobs-policy.json), widened to the test-* buckets."""
+    policy: dict[str, Any] = json.loads(POLICY_FILE.read_text())
+    for statement in policy["Statement"]:
+        project = [r for r in statement["Resource"] if r.startswith("arn:aws:s3:::raw-data-bucket")]
+        statement["Resource"] += [r.replace("raw-data-bucket", "test-*") for r in project]
+    return policy
+
+
+def make_job_key(s3: S3Settings, access_key: str, secret_key: str) -> dict[str, str]:
+    """A MinIO user with the tests' policy; its AWS_* variables."""
+    key = replace(s3, access_key=access_key, secret_key=secret_key)
+    grant_job_user(admin_client(s3), key, "enrich-jobs-tests", tests_policy())
+    return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+
+
+@pytest.fixture(scope="session")
+def job_key_env(s3: S3Settings) -> dict[str, str]:
+    """The key the jobs under test use: the jobs' policy, widened to the tests' own buckets."""
+    return make_job_key(s3, "enrich-test-jobs", secrets.token_hex(20))
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ import psycopg2.extras
 from pyspark.sql import SparkSession
 
 from jobs.buckets import s3_client
-from jobs.postgres_url import PostgresTarget
+from jobs.postgres_url import PostgresTarget, target_from_env
 from jobs.settings import S3Settings, Settings, load_settings
 
-from .conftest import ROOT, ScratchBucket, _url_for
+from .conftest import ROOT, ScratchBucket, env_for_database
 
 # Columns that name the run that wrote a row; everything else must match a clean run exactly.
 RUN_COLUMNS = {"_run_id", "_enriched_at"}
@@ -43,17 +43,22 @@ class PipelineCopy:
         return replace(load_settings(self.env), tables=self.bucket.tables)
 
     def connect(self) -> Any:
+        """As the pipeline role, as the jobs connect."""
         return psycopg2.connect(**self.settings.postgres.psycopg2_kwargs())
+
+    def connect_admin(self) -> Any:
+        """As the admin role: for changing reference data."""
+        return psycopg2.connect(**target_from_env(self.env, role="admin").psycopg2_kwargs())
 
 
 def new_pipeline(
     admin: PostgresTarget, s3: S3Settings, base_env: dict[str, str], template: str
 ) -> PipelineCopy:
     """An empty bucket and a database copied from ``template`` (a seeded database)."""
-    name = f"fault-{uuid.uuid4().hex[:10]}"
+    name = f"test-fault-{uuid.uuid4().hex[:10]}"
     s3_client(s3).create_bucket(Bucket=name)
     _create_database(admin, name.replace("-", "_"), template)
-    return _pipeline(admin, base_env, ScratchBucket(name), name.replace("-", "_"))
+    return _pipeline(base_env, ScratchBucket(name), name.replace("-", "_"))
 
 
 def copy_pipeline(admin: PostgresTarget, s3: S3Settings, source: PipelineCopy) -> PipelineCopy:
@@ -97,15 +102,8 @@ def _create_database(admin: PostgresTarget, dbname: str, template: str) -> None:
     conn.close()
 
 
-def _pipeline(
-    admin: PostgresTarget, base_env: dict[str, str], bucket: ScratchBucket, dbname: str
-) -> PipelineCopy:
-    env = {
-        **base_env,
-        **bucket.env(),
-        "POSTGRES_URL": _url_for(admin, dbname),
-        "POSTGRES_PASSWORD": admin.password,
-    }
+def _pipeline(base_env: dict[str, str], bucket: ScratchBucket, dbname: str) -> PipelineCopy:
+    env = {**env_for_database(base_env, dbname), **bucket.env()}
     return PipelineCopy(bucket, dbname, env)
 
 

@@ -78,7 +78,7 @@ def test_local_and_cluster_give_identical_outputs(
 ) -> None:
     source = tmp_path / "input.csv"
     generate(source, 2000, 777)
-    buckets = [ScratchBucket(f"mode-{uuid.uuid4().hex[:12]}") for _ in range(2)]
+    buckets = [ScratchBucket(f"test-mode-{uuid.uuid4().hex[:12]}") for _ in range(2)]
     for bucket in buckets:
         s3_client(s3).create_bucket(Bucket=bucket.name)
     try:

@@ -36,7 +36,7 @@ def pipeline(
     tmp_path_factory: pytest.TempPathFactory, test_db_env: dict[str, str], s3: S3Settings
 ) -> Iterator[Pipeline]:
     client = s3_client(s3)
-    bucket = ScratchBucket(f"e2e-{uuid.uuid4().hex[:12]}")
+    bucket = ScratchBucket(f"test-e2e-{uuid.uuid4().hex[:12]}")
     client.create_bucket(Bucket=bucket.name)
     env = {**test_db_env, **bucket.env()}
     data = tmp_path_factory.mktemp("input")

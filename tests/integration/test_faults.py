@@ -478,7 +478,7 @@ def test_a_date_range_is_re_enriched_and_nothing_else_changes(
     pipeline = copy_pipeline(ground.admin, ground.s3, ground.clean)
     try:
         before = read_outputs(spark, pipeline)
-        with pipeline.connect() as conn, conn.cursor() as cur:
+        with pipeline.connect_admin() as conn, conn.cursor() as cur:
             cur.execute(
                 "UPDATE reference.merchant_lookup SET category = 'Reclassified' "
                 "WHERE merchant_id = 'MER-ABC'"

@@ -88,11 +88,23 @@ def test_minio_init_gives_the_jobs_their_own_user_and_policy(project: dict[str, 
     assert "s3:CreateBucket" not in actions and "s3:*" not in actions
 
 
-def test_postgres_is_initialised_from_reference_sql(project: dict[str, Any]) -> None:
-    mounts = {v["target"]: v for v in project["services"]["postgres"]["volumes"]}
-    init = mounts["/docker-entrypoint-initdb.d"]
-    assert Path(init["source"]) == ROOT / "reference_sql"
-    assert init["read_only"] is True
+def test_postgres_is_initialised_from_reference_sql_with_its_roles(
+    project: dict[str, Any],
+) -> None:
+    postgres = project["services"]["postgres"]
+    mounts = {v["target"]: v for v in postgres["volumes"]}
+    init = mounts["/docker-entrypoint-initdb.d/postgres-init.sh"]
+    assert Path(init["source"]) == ROOT / "docker" / "postgres-init.sh"
+    assert Path(mounts["/reference_sql"]["source"]) == ROOT / "reference_sql"
+    assert all(
+        mounts[target]["read_only"] for target in mounts if target != "/var/lib/postgresql/data"
+    )
+    script = (ROOT / "docker" / "postgres-init.sh").read_text()
+    assert "/reference_sql/*.sql" in script and "SET ROLE enrich_owner" in script
+    # The admin is the image's superuser; the jobs log in as the pipeline role.
+    assert postgres["environment"]["POSTGRES_USER"] == "enrich_admin"
+    spark_url = project["services"]["spark"]["environment"]["POSTGRES_URL"]
+    assert spark_url.startswith("postgresql://enrich_pipeline@")
 
 
 def test_credentials_travel_as_secrets_not_environment(project: dict[str, Any]) -> None:
@@ -103,6 +115,8 @@ def test_credentials_travel_as_secrets_not_environment(project: dict[str, Any]) 
     )
     secrets = [
         env_file["POSTGRES_PASSWORD"],
+        env_file["POSTGRES_ADMIN_PASSWORD"],
+        env_file["POSTGRES_REPORTING_PASSWORD"],
         env_file["AWS_SECRET_ACCESS_KEY"],
         env_file["MINIO_ROOT_PASSWORD"],
     ]

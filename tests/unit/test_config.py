@@ -10,7 +10,7 @@ from jobs.batch_enrich import BatchOptions
 from jobs.batch_enrich import parse_args as batch_args
 from jobs.errors import ConfigError
 from jobs.ingest import parse_args as ingest_args
-from jobs.postgres_url import parse_postgres_url
+from jobs.postgres_url import parse_postgres_url, target_from_env
 from jobs.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +55,29 @@ def test_password_file_wins_over_the_url(tmp_path: Path) -> None:
 def test_bad_postgres_url_is_named(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_postgres_url(url, {})
+
+
+def test_each_role_has_its_own_url_and_password_variables() -> None:
+    env = {
+        "POSTGRES_URL": "postgresql://enrich_pipeline@db:5432/e",
+        "POSTGRES_PASSWORD": "p1",
+        "POSTGRES_ADMIN_URL": "postgresql://admin@db:5432/e",
+        "POSTGRES_ADMIN_PASSWORD": "p2",
+        "POSTGRES_REPORTING_URL": "postgresql://enrich_reporting@db:5432/e",
+        "POSTGRES_REPORTING_PASSWORD": "p3",
+    }
+    found = {
+        role: (target.user, target.password)
+        for role in ("pipeline", "admin", "reporting")
+        for target in [target_from_env(env, role=role)]
+    }
+    assert found == {
+        "pipeline": ("enrich_pipeline", "p1"),
+        "admin": ("admin", "p2"),
+        "reporting": ("enrich_reporting", "p3"),
+    }
+    with pytest.raises(ConfigError, match="POSTGRES_ADMIN_URL is not set"):
+        target_from_env({"POSTGRES_URL": env["POSTGRES_URL"]}, role="admin")
 
 
 def test_settings_load_lookups_from_conf() -> None:
