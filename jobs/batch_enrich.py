@@ -219,12 +219,15 @@ class BatchRun:
                 f"{'; '.join(problems)}. Run with --full to rebuild it"
             )
 
-    def execute(self) -> tuple[RunResult, list[SummaryRow], list[date] | None]:
+    def execute(
+        self, curated_latest: int | None
+    ) -> tuple[RunResult, list[SummaryRow], list[date] | None]:
+        """``curated_latest``: the curated table's version the plan was made from."""
         plan, tables = self.plan, self.settings.tables
         outputs = [o for spec in self.settings.lookups for o in spec.columns.values()]
         counts, top = RunCounts(0, 0, 0, 0, 0), list[tuple[str, int]]()
-        quarantine_version = delta_io.latest_version(self.spark, tables.quarantine)
-        curated_version = delta_io.latest_version(self.spark, tables.curated)
+        quarantine_version: int | None = None
+        curated_version = curated_latest
         has_new_rows = plan.raw_version_from is None or plan.raw_version_from <= plan.raw_version_to
         lookups: list[DataFrame] = []
         cached: DataFrame | None = None
@@ -242,8 +245,7 @@ class BatchRun:
                 failpoints.reached("batch-classified")
                 curated = classified.transform(curated_rows(outputs))
                 if plan.mode == FULL:
-                    curated_version = self._write_full(classified, curated)
-                    quarantine_version = delta_io.latest_version(self.spark, tables.quarantine)
+                    curated_version, quarantine_version = self._write_full(classified, curated)
                 else:
                     self._check_curated_columns(curated)
                     curated_version = self._write_curated(curated)
@@ -285,7 +287,8 @@ class BatchRun:
         )
         return result, summary, dates
 
-    def _write_full(self, classified: DataFrame, curated: DataFrame) -> int:
+    def _write_full(self, classified: DataFrame, curated: DataFrame) -> tuple[int, int]:
+        """Both tables replaced; their new versions (curated, quarantine)."""
         tables = self.settings.tables
         self._before_commit()
         failpoints.reached("before-curated-commit")
@@ -297,9 +300,11 @@ class BatchRun:
         failpoints.reached("curated-committed")
         self._before_commit()
         log.info("replacing quarantine table %s", tables.quarantine)
-        delta_io.overwrite(classified.transform(quarantined_rows), tables.quarantine, self.note)
+        quarantine_version = delta_io.overwrite(
+            classified.transform(quarantined_rows), tables.quarantine, self.note
+        )
         failpoints.reached("quarantine-committed")
-        return version
+        return version, quarantine_version
 
     def _write_curated(self, curated: DataFrame) -> int:
         plan, tables = self.plan, self.settings.tables
@@ -364,12 +369,16 @@ class BatchRun:
 
     def _insert_quarantine(self, quarantine: DataFrame | None) -> int | None:
         tables = self.settings.tables
-        if quarantine is not None:
+        if quarantine is None:
+            version = delta_io.latest_version(self.spark, tables.quarantine)
+        else:
             self._before_commit()
             log.info("adding rejected and replaced rows to quarantine table %s", tables.quarantine)
-            delta_io.insert_missing(quarantine, tables.quarantine, "_record_id", self.note)
+            version = delta_io.insert_missing(
+                quarantine, tables.quarantine, "_record_id", self.note
+            )
         failpoints.reached("quarantine-committed")
-        return delta_io.latest_version(self.spark, tables.quarantine)
+        return version
 
 
 def _describe_unfinished(state: PipelineState) -> str:
@@ -465,7 +474,7 @@ def run(spark: SparkSession, settings: Settings, options: BatchOptions) -> RunRe
                     return result
                 result, summary, dates = BatchRun(
                     spark, settings, plan, state, pending, lock
-                ).execute()
+                ).execute(curated_latest)
                 log.info("writing %d summary rows and the run record to PostgreSQL", len(summary))
                 try:
                     pg_store.finish_run(conn, result, fingerprint, summary, dates)

@@ -333,17 +333,29 @@ def test_server_stopped_before_the_run(
     assert_converges(spark, ground, pipeline, recovering=False)
 
 
-def test_postgres_stopped_in_the_middle_of_the_run(
-    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+@pytest.mark.parametrize(
+    ("server", "paused_at", "message"),
+    [
+        ("postgres", "curated-committed", "PostgreSQL"),
+        ("minio", "before-curated-commit", "did not answer"),
+    ],
+)
+def test_server_stopped_in_the_middle_of_the_run(
+    spark: SparkSession,
+    ground: Ground,
+    pipeline: PipelineCopy,
+    server: str,
+    paused_at: str,
+    message: str,
 ) -> None:
-    job = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-pg1", ["curated-committed"])
-    job.pause_at("curated-committed")
-    stack("postgres-down")
+    job = Job(pipeline.env, ["batch_enrich"], ground.work / f"fp-{server}-mid", [paused_at])
+    job.pause_at(paused_at)
+    stack(f"{server}-down")
     try:
-        job.release("curated-committed")
-        one_clear_error(job, 4, "PostgreSQL")
+        job.release(paused_at)
+        one_clear_error(job, 4, message)
     finally:
-        stack("postgres-up")
+        stack(f"{server}-up")
     assert_converges(spark, ground, pipeline)
 
 
@@ -355,22 +367,6 @@ def test_wrong_postgres_password(
     one_clear_error(job, 4, "password authentication failed")
     assert wrong not in job.output
     assert_converges(spark, ground, pipeline, recovering=False)
-
-
-def test_minio_stopped_in_the_middle_of_the_run(
-    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
-) -> None:
-    job = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-s3b", ["before-curated-commit"])
-    job.pause_at("before-curated-commit")
-    stack("minio-down")
-    try:
-        job.release("before-curated-commit")
-        assert job.finish() == 4, job.output[-4000:]
-        [line] = error_lines(job.output)
-        assert "did not answer" in line
-    finally:
-        stack("minio-up")
-    assert_converges(spark, ground, pipeline)
 
 
 def test_wrong_object_store_key(
