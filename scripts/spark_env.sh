@@ -7,6 +7,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JAR_DIR=$(python3 "$ROOT/scripts/versions.py" jar-dir)
 [ -f "$JAR_DIR/.complete" ] || { echo "error: JARs missing in $JAR_DIR; run 'make setup'" >&2; exit 1; }
 SPARK_JARS=$(ls "$JAR_DIR"/*.jar | paste -sd, -)
+# In local mode the executors live in the driver's JVM, so the JARs go on its class path.
+# --jars would copy them (the AWS SDK bundle alone is 655 MB) into a temp folder per run, which
+# costs seconds and is left behind when a run is killed. Other masters get them with --jars.
+case "${SPARK_MASTER:-local}" in
+  local*) SPARK_JAR_ARGS=(--driver-class-path "$(ls "$JAR_DIR"/*.jar | paste -sd: -)") ;;
+  *) SPARK_JAR_ARGS=(--jars "$SPARK_JARS") ;;
+esac
 # ENRICH_SPARK_CONF_DIR: a folder of your own in place of conf/ (start from a copy of it).
 export SPARK_CONF_DIR="${ENRICH_SPARK_CONF_DIR:-$ROOT/conf}"
 # Executors run no Python of ours; a cluster may point this at its own interpreter.

@@ -15,7 +15,7 @@ if [ -n "${SQL:-}" ]; then args+=(-e "$SQL"); fi
 cd "$ROOT/build"  # spark-sql leaves derby.log / spark-warehouse in the working directory
 exec "$ROOT/.venv/bin/spark-sql" \
   --master "${SPARK_MASTER:-local[2]}" \
-  --jars "$SPARK_JARS" \
+  "${SPARK_JAR_ARGS[@]}" \
   --conf "spark.hadoop.fs.s3a.endpoint=$S3_ENDPOINT" \
   --conf "spark.hadoop.fs.s3a.endpoint.region=${AWS_REGION:-us-east-1}" \
   --conf "spark.hadoop.fs.s3a.connection.ssl.enabled=$([ "${S3_ENDPOINT%%://*}" = https ] && echo true || echo false)" \

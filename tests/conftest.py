@@ -29,7 +29,7 @@ def _jar_paths() -> str:
     jars = sorted(Path(jar_dir).glob("*.jar"))
     if not jars:
         pytest.exit(f"no JARs in {jar_dir}; run 'make setup'", returncode=2)
-    return ",".join(str(jar) for jar in jars)
+    return ":".join(str(jar) for jar in jars)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +48,8 @@ def spark() -> Iterator[SparkSession]:
         session = (
             session_builder("enrich-tests", s3_from_env(os.environ))
             .master("local[2]")
-            .config("spark.jars", _jar_paths())
+            # on the class path, not spark.jars, which copies them into a temp folder per JVM
+            .config("spark.driver.extraClassPath", _jar_paths())
             .config("spark.sql.shuffle.partitions", "2")
             .config("spark.default.parallelism", "2")
             .config("spark.ui.enabled", "false")
