@@ -17,7 +17,8 @@ import argparse
 import logging
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -27,7 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import delta_io, failpoints, jdbc_io, pg_store
+from jobs import delta_io, delta_log, failpoints, jdbc_io, pg_store
 from jobs.cli import describe_failure, run_main
 from jobs.currencies import ISO_4217_CODES
 from jobs.errors import ConfigError, ServiceUnavailableError, SourceError
@@ -400,7 +401,10 @@ def _describe_unfinished(state: PipelineState) -> str:
     return "; ".join(parts)
 
 
-def run(spark: SparkSession, settings: Settings, options: BatchOptions) -> RunResult:
+def run(
+    start_spark: Callable[[], SparkSession], settings: Settings, options: BatchOptions
+) -> RunResult:
+    """One batch run. Spark is started (``start_spark``) only once the run has work to do."""
     run_id = options.run_id or str(uuid.uuid4())
     started = datetime.now(UTC)
     tables = settings.tables
@@ -416,15 +420,19 @@ def run(spark: SparkSession, settings: Settings, options: BatchOptions) -> RunRe
         ) as lock:
             failpoints.reached("lock-acquired")
             state = pg_store.pipeline_state(conn, tables.curated)
-            raw_latest = delta_io.latest_version(spark, tables.raw)
+            raw_latest = delta_log.latest_version(settings.s3, tables.raw)
             if raw_latest is None:
                 raise SourceError(
                     f"no raw Delta table at {tables.raw}; land data first "
                     "(make ingest FILES=... or make demo)"
                 )
-            check_raw_table(spark, settings)
-            curated_latest = delta_io.latest_version(spark, tables.curated)
+            curated_latest = delta_log.latest_version(settings.s3, tables.curated)
             plan = plan_run(state, raw_latest, curated_latest, options.full, options.date_range)
+            # A no-op has read nothing that Spark would read: the raw table has no commit
+            # since the last successful run, which checked it.
+            spark = None if plan.noop else start_spark()
+            if spark is not None:
+                check_raw_table(spark, settings)
             if state.unfinished:
                 log.warning("recovering: %s", _describe_unfinished(state))
             log.info("run %s: %s (%s)", run_id, plan.mode, plan.reason)
@@ -460,14 +468,14 @@ def run(spark: SparkSession, settings: Settings, options: BatchOptions) -> RunRe
             )
             failpoints.reached("run-started")
             try:
-                if plan.noop:
-                    assert state.synced is not None
+                if spark is None:
+                    assert plan.noop and state.synced is not None
                     result = replace(
                         pending,
                         status="noop",
                         ended_at=datetime.now(UTC),
                         curated_version=state.synced.curated_version,
-                        quarantine_version=delta_io.latest_version(spark, tables.quarantine),
+                        quarantine_version=delta_log.latest_version(settings.s3, tables.quarantine),
                         message=message + "; outputs left as they are (--full rebuilds them)",
                     )
                     pg_store.record_noop(conn, result, fingerprint)
@@ -500,8 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         options = parse_args(argv)
         settings = load_settings()
-        with spark_session("enrich-batch", settings.s3) as spark:
-            result = run(spark, settings, options)
+        with ExitStack() as stack:
+            result = run(
+                lambda: stack.enter_context(spark_session("enrich-batch", settings.s3)),
+                settings,
+                options,
+            )
         print(format_run_summary(result))
         return 0
 

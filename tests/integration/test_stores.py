@@ -11,10 +11,11 @@ import psycopg2
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs import delta_io, jdbc_io, pg_store
+from jobs import delta_io, delta_log, jdbc_io, pg_store
+from jobs.buckets import s3_client
 from jobs.models import RunCounts, RunResult, SummaryRow
 from jobs.postgres_url import PostgresTarget
-from jobs.settings import Settings
+from jobs.settings import S3Settings, Settings
 from jobs.transforms import check_lookup_columns
 
 from .conftest import ScratchBucket, run_seed
@@ -94,6 +95,28 @@ def test_delta_write_read_and_versions_on_s3a(spark: SparkSession, bucket: Scrat
         ("a", Decimal("1.10")),
         ("b", Decimal("2.20")),
     ]
+
+
+def test_latest_version_from_the_log_listing_matches_delta(
+    spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
+) -> None:
+    """The batch job's no-op check lists _delta_log/ with boto3 instead of asking Spark; both
+    must name the same version, before and after a checkpoint (written every 3 commits here)."""
+    path = bucket.path("listed")
+    assert delta_log.latest_version(s3, path) is None
+    rows = spark.createDataFrame([("a", 1)], "id string, n int")
+    seen = []
+    for commit in range(8):
+        writer = rows.write.format("delta").mode("append")
+        if commit == 0:
+            writer = writer.option("delta.checkpointInterval", "3")
+        writer.save(path)
+        seen.append((delta_log.latest_version(s3, path), delta_io.latest_version(spark, path)))
+    assert seen == [(v, v) for v in range(8)]
+    listing = s3_client(s3).list_objects_v2(Bucket=bucket.name, Prefix="listed/_delta_log/")
+    names = {item["Key"].rsplit("/", 1)[1] for item in listing["Contents"]}
+    assert "_last_checkpoint" in names
+    assert any(".checkpoint." in name for name in names)
 
 
 def test_s3a_overwrite_deletes_objects_on_minio(spark: SparkSession, bucket: ScratchBucket) -> None:
