@@ -6,12 +6,11 @@ SHELL := /bin/bash
 RUN := scripts/with_env.sh
 PY := .venv/bin/python
 DEMO_ROWS ?= 20000
-ROWS ?= 10000
 DB_ROLE ?= reporting
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
 .PHONY: help setup up down status seed demo generate ingest submit-batch spark-sql psql \
-        package cluster-up cluster-down test test-faults test-unit check fmt clean clean-state
+        package cluster-up cluster-down test test-faults test-unit bench check fmt clean clean-state
 
 help: ## List the targets
 	@echo "Spark enrichment jobs with a Postgres reference store"
@@ -20,7 +19,8 @@ help: ## List the targets
 	@echo
 	@echo "Variables: SQL=\"...\" (spark-sql, psql), DB_ROLE=reporting|pipeline|admin (psql),"
 	@echo "           FILES=... (ingest), ARGS=... (submit-batch),"
-	@echo "           ROWS=N OUT=path (generate), DEMO_ROWS=N (demo), SPARK_MASTER=... (submit-batch)"
+	@echo "           ROWS=N OUT=path (generate), DEMO_ROWS=N (demo), SPARK_MASTER=... (submit-batch),"
+	@echo "           ROWS=N MERCHANTS=N SIZES=a,b,c BENCH_ARGS=... (bench; defaults 10M rows, 100k merchants)"
 
 setup: ## Install the virtualenv, JARs, MinIO and PostgreSQL (cached in ~/.cache/spark-enrich)
 	@scripts/setup.sh
@@ -43,7 +43,7 @@ demo: seed ## Run the whole flow once: generate, ingest, enrich, print the run s
 	@$(RUN) scripts/submit.sh batch_enrich
 
 generate: setup ## Write ROWS generated transactions to OUT (csv or jsonl)
-	@$(RUN) $(PY) -m jobs.generate_transactions --rows $(ROWS) --output $(OUT)
+	@$(RUN) $(PY) -m jobs.generate_transactions --rows $(or $(ROWS),10000) --output $(OUT)
 
 ingest: setup ## Append FILES (csv/jsonl, local or s3a://) to the raw Delta table
 	@test -n "$(FILES)" || { echo "usage: make ingest FILES='a.csv b.jsonl'" >&2; exit 2; }
@@ -77,6 +77,10 @@ test-faults: up ## Run only the fault suite (kills runs, stops servers, bad inpu
 
 test-unit: setup ## Run the unit tests only (no servers needed)
 	@$(RUN) $(PY) -m pytest tests/unit
+
+bench: seed ## Measure the job against its Spark floor, DuckDB + delta-rs and pandas (ROWS, MERCHANTS)
+	@$(RUN) $(PY) -m scripts.bench.run --rows $(or $(ROWS),10000000) --merchants $(or $(MERCHANTS),100000) \
+	  $(if $(SIZES),--sizes $(SIZES)) $(BENCH_ARGS)
 
 check: setup ## Lint, format check and type check (ruff, mypy)
 	@$(PY) -m ruff check .

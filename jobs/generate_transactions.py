@@ -15,7 +15,7 @@ import json
 import random
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class Mix:
     unknown_share: float = 0.07
     invalid_share: float = 0.03
     duplicate_share: float = 0.01
+    known_merchants: int = GENERATED_MERCHANTS  # draws from MER-000001 .. MER-<this>
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -55,9 +56,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--start", default="2026-11-01", help="first event date (UTC)")
     parser.add_argument("--days", type=int, default=14, help="days the events spread over")
     parser.add_argument("--clean", action="store_true", help="no invalid rows or duplicates")
+    parser.add_argument(
+        "--merchants",
+        type=int,
+        default=GENERATED_MERCHANTS,
+        help=f"known merchants drawn from, MER-000001 up (default {GENERATED_MERCHANTS:,}, "
+        "the ones reference_sql/ seeds)",
+    )
     args = parser.parse_args(argv)
     if args.rows < 0:
         parser.error("--rows must be >= 0")
+    if args.merchants < 1:
+        parser.error("--merchants must be >= 1")
     return args
 
 
@@ -96,7 +106,7 @@ def generate_rows(
         elif rng.random() < 0.3:
             merchant = rng.choice(SAMPLE_MERCHANTS)
         else:
-            merchant = f"MER-{rng.randint(1, GENERATED_MERCHANTS):06d}"
+            merchant = f"MER-{rng.randint(1, mix.known_merchants):06d}"
         record = {
             "transaction_id": f"TXN-{batch}-{index:09d}",
             "merchant_id": merchant,
@@ -154,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)
-    mix = Mix(invalid_share=0.0, duplicate_share=0.0) if args.clean else Mix()
+    mix = Mix(known_merchants=args.merchants)
+    if args.clean:
+        mix = replace(mix, invalid_share=0.0, duplicate_share=0.0)
     count = write_file(generate_rows(args.rows, seed, start, args.days, mix), args.output)
     print(f"generate: wrote {count:,} transactions to {args.output} (seed {seed})", file=sys.stderr)
     return 0

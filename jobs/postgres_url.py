@@ -131,6 +131,22 @@ def target_from_env(
     return parse_postgres_url(environ.get(ROLE_VARIABLES[role][0], ""), environ, role)
 
 
+def url_without_password(target: PostgresTarget, dbname: str | None = None) -> str:
+    """``target`` as a URL (database ``dbname`` if given); the password stays in its variable."""
+    params = "&".join(f"{key}={value}" for key, value in target.params)
+    return f"postgresql://{target.user}@{target.host}:{target.port}/{dbname or target.dbname}" + (
+        f"?{params}" if params else ""
+    )
+
+
+def env_for_database(environ: Mapping[str, str], dbname: str) -> dict[str, str]:
+    """``environ`` with every role's URL pointed at database ``dbname`` (passwords unchanged)."""
+    changed = dict(environ)
+    for role, (url_var, _) in ROLE_VARIABLES.items():
+        changed[url_var] = url_without_password(target_from_env(environ, role=role), dbname)
+    return changed
+
+
 def _main(argv: list[str]) -> int:
     """``python3 -m jobs.postgres_url [--role ROLE] FIELD``: host, port, dbname, user or redacted."""
     role = "pipeline"

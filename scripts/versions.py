@@ -32,6 +32,7 @@ def python_requirements(project: dict[str, Any]) -> list[str]:
     return [
         *project["project"]["dependencies"],
         *project["project"]["optional-dependencies"]["dev"],
+        *project["project"]["optional-dependencies"]["bench"],
     ]
 
 

@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 
 from jobs.buckets import s3_client
-from jobs.postgres_url import ROLE_VARIABLES, PostgresTarget, target_from_env
+from jobs.postgres_url import PostgresTarget, env_for_database, target_from_env
 from jobs.settings import S3Settings, Settings, TablePaths, load_settings, s3_from_env
 from scripts.minio_init import POLICY_FILE, admin_client, grant_job_user, root_settings
 
@@ -29,21 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_DB = "enrichment_test"
 
 pytestmark = pytest.mark.integration
-
-
-def _url_for(target: PostgresTarget, dbname: str) -> str:
-    params = "&".join(f"{k}={v}" for k, v in target.params)
-    return f"postgresql://{target.user}@{target.host}:{target.port}/{dbname}" + (
-        f"?{params}" if params else ""
-    )
-
-
-def env_for_database(env: dict[str, str], dbname: str) -> dict[str, str]:
-    """``env`` with every role's URL pointed at database ``dbname`` (passwords unchanged)."""
-    changed = dict(env)
-    for role, (url_var, _) in ROLE_VARIABLES.items():
-        changed[url_var] = _url_for(target_from_env(env, role=role), dbname)
-    return changed
 
 
 def submit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

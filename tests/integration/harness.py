@@ -21,10 +21,10 @@ import psycopg2.extras
 from pyspark.sql import SparkSession
 
 from jobs.buckets import s3_client
-from jobs.postgres_url import PostgresTarget, target_from_env
+from jobs.postgres_url import PostgresTarget, env_for_database, target_from_env
 from jobs.settings import S3Settings, Settings, load_settings
 
-from .conftest import ROOT, ScratchBucket, env_for_database
+from .conftest import ROOT, ScratchBucket
 
 # Columns that name the run that wrote a row; everything else must match a clean run exactly.
 RUN_COLUMNS = {"_run_id", "_enriched_at"}

@@ -1,0 +1,495 @@
+"""`make bench`: the batch job against its Spark floor, a single-node peer and the course's
+method, on the same generated data, in one run.
+
+    python -m scripts.bench.run --rows 10000000 --merchants 100000 [--sizes 1000000,...]
+
+Steps: a database of its own (``enrich_bench``: reference_sql/ seeded, MERCHANTS merchants) and
+tables of its own under ``bench/`` in the project's buckets (emptied first); generated CSV in
+build/bench/data; then, growing the raw table size by size, a full job run at each size (the
+line fit); at the largest size the Spark floor, the peer, the course's pandas + to_sql method,
+a rerun with no new data and a run on 1% new data; last the summary-write path, COPY against a
+row-by-row INSERT loop. Every timed step is a separate process, timed from outside (JVM start
+included) with its peak resident memory (the process and its children). Results go to
+build/bench/bench-<time>.json and .png, and build/bench/latest.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from jobs import pg_store
+from jobs.buckets import s3_client
+from jobs.models import RunResult, SummaryRow
+from jobs.postgres_url import env_for_database, target_from_env
+from jobs.settings import s3_from_env
+from scripts.bench.report import (
+    JOB,
+    LineFit,
+    Measurement,
+    draw_chart,
+    fit_line,
+    format_table,
+    format_targets,
+    targets,
+    to_json,
+)
+from scripts.versions import load_pyproject
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = str(ROOT / ".venv" / "bin" / "python")
+SUBMIT = str(ROOT / "scripts" / "submit.sh")
+FILE_ROWS = 1_000_000  # the generator keeps a file's records in memory (for duplicates)
+SEEDED_MERCHANTS = 10_000  # reference_sql/020_generated_merchants.sql
+
+
+class BenchError(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing a process and its children
+# --------------------------------------------------------------------------------------------
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(
+                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
+                0,
+            )
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
+
+
+def timed(
+    label: str, command: Sequence[str], env: Mapping[str, str], log_dir: Path
+) -> tuple[float, float, str]:
+    """Run ``command``; (wall seconds, peak RSS MB of it and its children, its stdout)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / (label.replace(" ", "_").replace("/", "_") + ".log")
+    peak = 0
+    with log_path.open("w") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), env=dict(env), stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.wait(0.2):
+                peak = max(peak, _tree_rss_kb(process.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        stdout, _ = process.communicate()
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+    if process.returncode != 0:
+        tail = log_path.read_text()[-3000:]
+        raise BenchError(f"{label} failed (exit {process.returncode}); log {log_path}:\n{tail}")
+    return seconds, peak / 1024, stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Set-up: database, tables, data
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_database(env: dict[str, str], dbname: str, merchants: int) -> dict[str, str]:
+    """A fresh database ``dbname`` seeded like the real one, with ``merchants`` merchants."""
+    admin = target_from_env(env, role="admin")
+    conn = psycopg2.connect(**{**admin.psycopg2_kwargs(), "dbname": "postgres"})
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    conn.close()
+    bench_env = env_for_database(env, dbname)
+    seeded = subprocess.run(
+        [str(ROOT / "scripts" / "seed.sh")], env=bench_env, capture_output=True, text=True
+    )
+    if seeded.returncode != 0:
+        raise BenchError(f"seeding {dbname} failed: {seeded.stderr[-2000:]}")
+    admin = target_from_env(bench_env, role="admin")
+    with psycopg2.connect(**admin.psycopg2_kwargs()) as conn, conn.cursor() as cur:
+        cur.execute("SET ROLE enrich_owner")
+        cur.execute(
+            """
+            INSERT INTO reference.merchant_lookup (merchant_id, merchant_name, category)
+            SELECT 'MER-' || lpad(n::text, greatest(6, length(n::text)), '0'),
+                   'Bench merchant #' || n,
+                   (ARRAY['Groceries', 'Electronics', 'Healthcare', 'Dining', 'Travel',
+                          'Entertainment', 'Fuel', 'Home', 'Apparel'])[1 + n %% 9]
+            FROM generate_series(%s, %s) AS n
+            ON CONFLICT (merchant_id) DO NOTHING
+            """,
+            (SEEDED_MERCHANTS + 1, merchants),
+        )
+        cur.execute("RESET ROLE")
+        cur.execute("CREATE SCHEMA IF NOT EXISTS bench_course")  # to_sql creates its table
+        cur.execute("SELECT count(*) FROM reference.merchant_lookup")
+        row = cur.fetchone()
+    say(f"database {dbname}: seeded, {row[0] if row else 0:,} merchants")
+    return bench_env
+
+
+def empty_prefix(env: Mapping[str, str], location: str) -> None:
+    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    client = s3_client(s3_from_env(env))
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix.rstrip("/") + "/"
+    )
+    for page in pages:
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def generate(data_dir: Path, name: str, rows: int, merchants: int, first_seed: int) -> list[Path]:
+    """``rows`` generated rows in files of at most FILE_ROWS, two generators at a time."""
+    parts = [(i, min(FILE_ROWS, rows - start)) for i, start in enumerate(range(0, rows, FILE_ROWS))]
+    paths = [data_dir / f"{name}-{i:03d}.csv" for i, _ in parts]
+
+    def one(index: int, count: int) -> None:
+        subprocess.run(
+            [PY, "-m", "jobs.generate_transactions", "--rows", str(count), "--output",
+             str(paths[index]), "--seed", str(first_seed + index), "--merchants", str(merchants)],
+            check=True, capture_output=True, cwd=ROOT,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda part: one(*part), parts))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# The measurements
+# --------------------------------------------------------------------------------------------
+
+
+def last_run(env: Mapping[str, str]) -> dict[str, Any]:
+    with psycopg2.connect(**target_from_env(env).psycopg2_kwargs()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, mode, rows_read, rows_curated, rows_quarantined, rows_duplicate, "
+            "rows_unmatched, summary_dates_rewritten FROM pipeline.enrichment_runs "
+            "ORDER BY started_at DESC LIMIT 1"
+        )
+        row = cur.fetchone()
+        assert cur.description is not None and row is not None
+        names = [column.name for column in cur.description]
+    return dict(zip(names, row, strict=True))
+
+
+def summary_rows(env: Mapping[str, str]) -> set[tuple[Any, ...]]:
+    with psycopg2.connect(**target_from_env(env).psycopg2_kwargs()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT event_date, category, currency, transaction_count, total_amount "
+            "FROM pipeline.category_daily_summary"
+        )
+        return set(cur.fetchall())
+
+
+def synthetic_summary(count: int) -> list[SummaryRow]:
+    categories = [f"category-{n:02d}" for n in range(40)]
+    currencies = ["USD", "EUR", "GBP", "JPY", "CHF"]
+    per_day = len(categories) * len(currencies)
+    return [
+        SummaryRow(
+            event_date=date(2000, 1, 1) + timedelta(days=i // per_day),
+            category=categories[(i // len(currencies)) % len(categories)],
+            currency=currencies[i % len(currencies)],
+            transaction_count=1 + i % 97,
+            total_amount=Decimal(f"{i % 100_000}.25"),
+        )
+        for i in range(count)
+    ]
+
+
+def summary_write(env: Mapping[str, str], copy_rows: int, loop_rows: int) -> list[Measurement]:
+    """The job's summary write (pg_store.finish_run: COPY into a stage table, one transaction)
+    against the course's row-by-row INSERT loop, as the pipeline role."""
+    target = target_from_env(env)
+    rows = synthetic_summary(copy_rows)
+    now = datetime.now(UTC)
+    run = RunResult(
+        run_id=str(uuid.uuid4()), status="running", mode="full", started_at=now, ended_at=now,
+        raw_table="bench://summary-write", curated_table="bench://summary-write",
+        quarantine_table="bench://summary-write", raw_version_from=None, raw_version_to=0,
+    )  # fmt: skip
+    conn = psycopg2.connect(**target.psycopg2_kwargs())
+    try:
+        pg_store.start_run(conn, run, "bench-summary-write")
+        started = time.perf_counter()
+        pg_store.finish_run(conn, run, "bench", rows, None)
+        copy_seconds = time.perf_counter() - started
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM pipeline.category_daily_summary")
+            conn.commit()
+            started = time.perf_counter()
+            for row in rows[:loop_rows]:
+                cur.execute(
+                    "INSERT INTO pipeline.category_daily_summary (event_date, category, currency, "
+                    "transaction_count, total_amount, run_id) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (row.event_date, row.category, row.currency, row.transaction_count,
+                     row.total_amount, run.run_id),
+                )  # fmt: skip
+            conn.commit()
+            loop_seconds = time.perf_counter() - started
+    finally:
+        conn.close()
+    return [
+        Measurement(
+            "summary_copy", "summary write: COPY (the job's path)", copy_rows, copy_seconds
+        ),
+        Measurement(
+            "summary_row_by_row", "summary write: row-by-row INSERT loop", loop_rows, loop_seconds
+        ),
+    ]
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    project = load_pyproject()
+    pins = [
+        *project["project"]["dependencies"],
+        *project["project"]["optional-dependencies"]["bench"],
+    ]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": pins,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def default_sizes(rows: int) -> list[int]:
+    return sorted({max(1, rows // 10), max(1, rows // 3), rows})
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="largest size (default 10M)")
+    parser.add_argument("--merchants", type=int, default=100_000, help="merchants in the lookup")
+    parser.add_argument(
+        "--sizes", help="comma-separated sizes for the line fit (default ROWS/10, ROWS/3, ROWS)"
+    )
+    parser.add_argument(
+        "--course-rows", type=int, default=1_000_000, help="rows for pandas + to_sql (default 1M)"
+    )
+    parser.add_argument("--summary-rows", type=int, default=200_000, help="rows for the COPY path")
+    parser.add_argument("--loop-rows", type=int, default=20_000, help="rows for the INSERT loop")
+    parser.add_argument("--database", default="enrich_bench", help="database to (re)create")
+    parser.add_argument("--raw-location", default="s3a://raw-data-bucket/bench")
+    parser.add_argument("--output-location", default="s3a://curated-data-bucket/bench")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
+    args = parser.parse_args(argv)
+    args.sizes = (
+        sorted({int(s) for s in args.sizes.split(",")}) if args.sizes else default_sizes(args.rows)
+    )
+    if len(args.sizes) < 3 and not os.environ.get("BENCH_ALLOW_FEW_SIZES"):
+        parser.error("the line fit needs at least three sizes")
+    if args.sizes[-1] != args.rows:
+        args.sizes = sorted({*args.sizes, args.rows})
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out: Path = args.out
+    data_dir, log_dir = out / "data", out / "logs"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base_env = dict(os.environ)
+    tables = {
+        "RAW_TABLE_PATH": f"{args.raw_location}/raw",
+        "CURATED_TABLE_PATH": f"{args.output_location}/curated",
+        "QUARANTINE_TABLE_PATH": f"{args.output_location}/quarantine",
+    }
+    floor_path = f"{args.output_location}/floor"
+    peer_paths = (f"{args.output_location}/peer_curated", f"{args.output_location}/peer_quarantine")
+    say(f"sizes {', '.join(f'{s:,}' for s in args.sizes)} rows, {args.merchants:,} merchants")
+    env = {**prepare_database(base_env, args.database, args.merchants), **tables}
+    for location in (args.raw_location, args.output_location):
+        empty_prefix(env, location)
+
+    started = time.perf_counter()
+    increments, previous = [], 0
+    for index, size in enumerate(args.sizes):
+        increments.append(
+            generate(data_dir, f"size{index}", size - previous, args.merchants, 1000 * (index + 1))
+        )
+        previous = size
+    one_percent_rows = max(1, args.rows // 100)
+    new_files = generate(data_dir, "new", one_percent_rows, args.merchants, 99_000)
+    say(f"generated {args.rows + one_percent_rows:,} rows in {time.perf_counter() - started:.0f} s")
+
+    results: dict[str, Measurement] = {}
+    job_runs: list[Measurement] = []
+    ingests: list[dict[str, Any]] = []
+    for size, files in zip(args.sizes, increments, strict=True):
+        seconds, _, _ = timed(
+            f"ingest to {size}", [SUBMIT, "ingest", *map(str, files)], env, log_dir
+        )
+        ingests.append({"rows_total": size, "seconds": round(seconds, 1)})
+        say(f"ingested up to {size:,} rows in {seconds:.0f} s; job --full on {size:,} rows ...")
+        seconds, peak, _ = timed(
+            f"job full {size}", [SUBMIT, "batch_enrich", "--full"], env, log_dir
+        )
+        record = last_run(env)
+        if record["rows_read"] != size:
+            raise BenchError(f"the job read {record['rows_read']} rows, expected {size}")
+        job_runs.append(
+            Measurement(
+                JOB, "job: full run (make submit-batch --full)", size, seconds, peak, record
+            )
+        )
+        say(f"  {seconds:.1f} s, {size / seconds:,.0f} rows/s, peak {peak:,.0f} MB")
+    results[JOB] = job_runs[-1]
+    job_summary = summary_rows(env)
+    raw_path = tables["RAW_TABLE_PATH"]
+
+    say(f"Spark floor: Delta copy of {args.rows:,} rows ...")
+    seconds, peak, _ = timed(
+        "floor", [SUBMIT, str(ROOT / "scripts" / "bench" / "floor.py"), raw_path, floor_path],
+        env, log_dir,
+    )  # fmt: skip
+    results["floor"] = Measurement(
+        "floor", "Spark floor: raw Delta -> Delta copy", args.rows, seconds, peak
+    )
+    say(f"  {seconds:.1f} s")
+
+    say("peer: DuckDB + delta-rs ...")
+    seconds, peak, stdout = timed(
+        "peer", [PY, "-m", "scripts.bench.peer", raw_path, *peer_paths], env, log_dir
+    )
+    peer_counts = json.loads(stdout.strip().splitlines()[-1])
+    job_counts = {k: results[JOB].detail[k] for k in peer_counts if k in results[JOB].detail}
+    agrees = all(peer_counts[k] == v for k, v in job_counts.items()) and (
+        summary_rows(env) == job_summary
+    )
+    results["peer"] = Measurement(
+        "peer", "peer: DuckDB + delta-rs, same enrichment", args.rows, seconds, peak,
+        {**peer_counts, "same_counts_and_summary_as_job": agrees},
+    )  # fmt: skip
+    say(f"  {seconds:.1f} s; same counts and summary as the job: {agrees}")
+    if not agrees:
+        raise BenchError(f"the peer's result differs from the job's: {peer_counts} vs {job_counts}")
+
+    course_rows = min(args.course_rows, args.rows)
+    say(f"course's method: pandas + to_sql on {course_rows:,} rows ...")
+    seconds, peak, stdout = timed(
+        "course", [PY, "-m", "scripts.bench.course", "bench_course", str(course_rows),
+                   *map(str, [f for files in increments for f in files])],
+        env, log_dir,
+    )  # fmt: skip
+    results["course"] = Measurement(
+        "course", "course: pandas read + to_sql (50k chunks)", course_rows, seconds, peak,
+        json.loads(stdout.strip().splitlines()[-1]),
+    )  # fmt: skip
+    say(f"  {seconds:.1f} s")
+
+    say("job with no new data ...")
+    seconds, peak, _ = timed("job noop", [SUBMIT, "batch_enrich"], env, log_dir)
+    record = last_run(env)
+    if record["status"] != "noop":
+        raise BenchError(f"the rerun with no new data was not a no-op: {record}")
+    results["noop"] = Measurement("noop", "job: rerun, no new data", 0, seconds, peak, record)
+    say(f"  {seconds:.1f} s")
+
+    timed("ingest 1%", [SUBMIT, "ingest", *map(str, new_files)], env, log_dir)
+    say(f"job on 1% new data ({one_percent_rows:,} rows) ...")
+    seconds, peak, _ = timed("job one percent", [SUBMIT, "batch_enrich"], env, log_dir)
+    record = last_run(env)
+    if record["rows_read"] != one_percent_rows or record["mode"] != "incremental":
+        raise BenchError(f"the 1% run did not read just the new rows: {record}")
+    results["one_percent"] = Measurement(
+        "one_percent", "job: incremental run, 1% new data", one_percent_rows, seconds, peak, record
+    )
+    say(f"  {seconds:.1f} s")
+
+    say("summary write: COPY against a row-by-row loop ...")
+    for m in summary_write(env, args.summary_rows, min(args.loop_rows, args.summary_rows)):
+        results[m.key] = m
+
+    fit: LineFit | None = fit_line([(m.rows, m.seconds) for m in job_runs])
+    points = [(m.rows, m.seconds) for m in job_runs]
+    found = targets(results, points)
+    info = machine()
+    settings = {
+        "rows": args.rows, "merchants": args.merchants, "sizes": args.sizes,
+        "course_rows": course_rows, "spark_master": env.get("SPARK_MASTER", "local[2]"),
+        "spark_driver_memory": env.get("SPARK_DRIVER_MEMORY", "2g"), "ingests": ingests,
+    }  # fmt: skip
+    report = to_json(info, settings, results, job_runs, fit, found)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, chart_path = out / f"bench-{stamp}.json", out / f"bench-{stamp}.png"
+    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    title = f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; {args.rows:,} rows"
+    draw_chart(chart_path, results, job_runs, fit, title)
+    shutil.copyfile(json_path, out / "latest.json")
+    shutil.copyfile(chart_path, out / "latest.png")
+
+    print(f"\nBench on {title}\n")
+    print(format_table(results))
+    assert fit is not None
+    print(
+        f"\nJob full run time = {fit.fixed_seconds:.1f} s + {fit.seconds_per_million:.2f} s per "
+        f"million rows (R^2 {fit.r_squared:.3f}; sizes {', '.join(f'{s:,}' for s in args.sizes)})"
+    )
+    print("\nTargets (2 cores)\n" + format_targets(found))
+    print(f"\nResults: {json_path}\nChart:   {chart_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,51 @@
+"""`make bench` at a tiny size: every measurement is taken, the peer computes what the job
+computes, and the results file and chart are written. Not a speed test: CI checks the harness
+works; the numbers come from a full-size run (README, "Performance")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, ScratchBucket
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_bench_measures_everything_on_a_tiny_size(
+    test_db_env: dict[str, str], bucket: ScratchBucket, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"), "-m", "scripts.bench.run",
+            "--rows", "3000", "--merchants", "12000", "--sizes", "300,1000,3000",
+            "--course-rows", "2000", "--summary-rows", "20000", "--loop-rows", "500",
+            "--database", "enrichment_bench_test",
+            "--raw-location", bucket.path("bench-raw"),
+            "--output-location", bucket.path("bench-out"),
+            "--out", str(out),
+        ],
+        env=test_db_env, cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    report = json.loads((out / "latest.json").read_text())
+    results = report["results"]
+    assert set(results) == {
+        "job", "floor", "peer", "course", "noop", "one_percent", "summary_copy",
+        "summary_row_by_row",
+    }  # fmt: skip
+    assert [run["rows"] for run in report["job_full_runs"]] == [300, 1000, 3000]
+    assert results["peer"]["detail"]["same_counts_and_summary_as_job"] is True
+    assert results["peer"]["detail"]["rows_read"] == 3000
+    assert results["noop"]["detail"]["status"] == "noop"
+    assert results["one_percent"]["detail"]["rows_read"] == 30
+    assert results["course"]["rows"] == 2000
+    assert results["job"]["peak_rss_mb"] > 100  # a JVM and a Python driver were measured
+    assert report["fit"]["seconds_per_million"] is not None
+    assert len(report["targets"]) == 7
+    assert (out / "latest.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Targets (2 cores)" in result.stdout and "job: full run" in result.stdout

@@ -1,0 +1,81 @@
+"""The bench's arithmetic and verdicts (scripts/bench/report.py), on hand-made measurements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.bench.report import (
+    Measurement,
+    draw_chart,
+    fit_line,
+    format_table,
+    format_targets,
+    growth_exponent,
+    targets,
+)
+
+
+def test_the_line_fit_recovers_fixed_cost_and_slope() -> None:
+    points = [(1_000_000, 30.0 + 12.0), (3_000_000, 30.0 + 36.0), (10_000_000, 30.0 + 120.0)]
+    fit = fit_line(points)
+    assert fit.fixed_seconds == pytest.approx(30.0)
+    assert fit.seconds_per_million == pytest.approx(12.0)
+    assert fit.r_squared == pytest.approx(1.0)
+    assert fit.predict(5_000_000) == pytest.approx(90.0)
+
+
+def test_the_line_fit_reports_a_poor_fit_and_refuses_one_size() -> None:
+    fit = fit_line([(1, 10.0), (2, 30.0), (3, 10.0)])
+    assert fit.r_squared == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="two different sizes"):
+        fit_line([(5, 1.0), (5, 2.0)])
+
+
+def test_growth_exponent_tells_linear_from_quadratic() -> None:
+    assert growth_exponent([(1_000, 10.0), (10_000, 100.0)]) == pytest.approx(1.0)
+    assert growth_exponent([(1_000, 1.0), (10_000, 100.0)]) == pytest.approx(2.0)
+
+
+def _results(**seconds: float) -> dict[str, Measurement]:
+    rows = {"job": 1_000_000, "floor": 1_000_000, "peer": 1_000_000, "course": 100_000}
+    rows |= {"noop": 0, "one_percent": 10_000, "summary_copy": 200_000}
+    return {key: Measurement(key, key, rows[key], value) for key, value in seconds.items()}
+
+
+def test_targets_compare_rows_per_second_and_wall_times() -> None:
+    results = _results(
+        job=100.0, floor=80.0, peer=40.0, course=20.0, noop=6.0, one_percent=12.0, summary_copy=1.0
+    )
+    found = {t.name: t for t in targets(results, [(100_000, 20.0), (1_000_000, 100.0)])}
+    floor = found["job rows/s vs Spark floor"]
+    assert (floor.measured, floor.met) == ("0.80x", True)
+    peer = found["job rows/s vs DuckDB + delta-rs peer"]
+    assert (peer.measured, peer.met) == ("0.40x", False)
+    # the course did 100k rows in 20 s (5k rows/s); the job 10k rows/s
+    course = found["job rows/s vs pandas to_sql"]
+    assert (course.measured, course.met) == ("2.00x", False)
+    assert found["run with no new data (wall, JVM start included)"].met is True
+    assert found["run on 1% new data vs full run"].measured == "12.0%"
+    assert found["run on 1% new data vs full run"].met is False
+    assert found["summary write to Postgres"].met is True
+    growth = found["growth with rows (time ~ rows^k)"]
+    assert growth.met is True and growth.measured == "k = 0.70"
+
+
+def test_targets_not_measured_are_said_to_be() -> None:
+    found = targets(_results(job=10.0), [(1, 10.0)])
+    assert {t.met for t in found} == {None}
+    assert "not measured" in format_targets(found)
+
+
+def test_the_table_shows_speeds_and_the_job_s_ratio_to_each(tmp_path: Path) -> None:
+    results = _results(job=100.0, floor=50.0, noop=5.0)
+    table = format_table(results).splitlines()
+    assert table[2].split()[-2:] == ["10,000", "-"]  # job: rows/s, no ratio to itself
+    assert "0.50x" in table[3]  # the job does half the floor's rows per second
+    assert table[4].split()[1:4] == ["0", "5.0", "-"]  # no rows: no speed
+    chart = tmp_path / "chart.png"
+    draw_chart(chart, results, [results["job"]], fit_line([(1, 1.0), (2, 2.0)]), "title")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
