@@ -428,9 +428,10 @@ def run(
                 )
             curated_latest = delta_log.latest_version(settings.s3, tables.curated)
             plan = plan_run(state, raw_latest, curated_latest, options.full, options.date_range)
-            # A no-op has read nothing that Spark would read: the raw table has no commit
-            # since the last successful run, which checked it.
-            spark = None if plan.noop else start_spark()
+            # A no-op on the raw table the last successful run read needs no Spark: that table
+            # has no commit since, and that run checked it. Any other raw table is checked.
+            same_raw = state.synced is not None and state.synced.raw_table == tables.raw
+            spark = None if plan.noop and same_raw else start_spark()
             if spark is not None:
                 check_raw_table(spark, settings)
             if state.unfinished:
@@ -468,8 +469,8 @@ def run(
             )
             failpoints.reached("run-started")
             try:
-                if spark is None:
-                    assert plan.noop and state.synced is not None
+                if plan.noop:
+                    assert state.synced is not None
                     result = replace(
                         pending,
                         status="noop",
@@ -480,6 +481,7 @@ def run(
                     )
                     pg_store.record_noop(conn, result, fingerprint)
                     return result
+                assert spark is not None  # only a no-op runs without Spark
                 result, summary, dates = BatchRun(
                     spark, settings, plan, state, pending, lock
                 ).execute(curated_latest)

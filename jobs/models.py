@@ -40,6 +40,7 @@ class SyncedRun:
     raw_version_to: int
     curated_version: int | None
     lookup_fingerprint: str
+    raw_table: str = ""  # the raw table it read
 
 
 @dataclass(frozen=True)
