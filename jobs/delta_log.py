@@ -61,11 +61,11 @@ def latest_version(s3: S3Settings, path: str) -> int | None:
                 raise
         except (ValueError, KeyError):
             pass  # an unreadable hint: list the whole log
-        names = _list_names(client, bucket, log_prefix, start_after)
-        if not names and start_after:  # a hint ahead of the log: trust the log
-            names = _list_names(client, bucket, log_prefix, "")
+        version = newest_version(_list_names(client, bucket, log_prefix, start_after))
+        if version is None and start_after:  # a hint ahead of the log: trust the log
+            version = newest_version(_list_names(client, bucket, log_prefix, ""))
     except (BotoCoreError, ClientError) as error:
         raise ServiceUnavailableError(
             f"object store at {s3.endpoint}: could not list {path}/_delta_log: {error}"
         ) from None
-    return newest_version(names)
+    return version

@@ -6,6 +6,7 @@ chart, drawn with matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,8 +58,6 @@ def fit_line(points: Sequence[tuple[int, float]]) -> LineFit:
 
 def growth_exponent(points: Sequence[tuple[int, float]]) -> float:
     """k in time ~ rows^k between the smallest and largest size: 1 is linear, >1 faster."""
-    import math
-
     (small_rows, small_s), (large_rows, large_s) = min(points), max(points)
     return math.log(large_s / small_s) / math.log(large_rows / small_rows)
 

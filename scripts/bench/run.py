@@ -42,7 +42,6 @@ from jobs.postgres_url import env_for_database, target_from_env
 from jobs.settings import s3_from_env
 from scripts.bench.report import (
     JOB,
-    LineFit,
     Measurement,
     draw_chart,
     fit_line,
@@ -457,8 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in summary_write(env, args.summary_rows, min(args.loop_rows, args.summary_rows)):
         results[m.key] = m
 
-    fit: LineFit | None = fit_line([(m.rows, m.seconds) for m in job_runs])
     points = [(m.rows, m.seconds) for m in job_runs]
+    fit = fit_line(points)
     found = targets(results, points)
     info = machine()
     settings = {
@@ -477,7 +476,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"\nBench on {title}\n")
     print(format_table(results))
-    assert fit is not None
     print(
         f"\nJob full run time = {fit.fixed_seconds:.1f} s + {fit.seconds_per_million:.2f} s per "
         f"million rows (R^2 {fit.r_squared:.3f}; sizes {', '.join(f'{s:,}' for s in args.sizes)})"
