@@ -38,12 +38,12 @@ seed: up ## Create the roles and apply reference_sql/*.sql as the admin (rerunna
 	@$(RUN) scripts/seed.sh
 
 demo: seed ## Run the whole flow once: generate, ingest, enrich, print the run summary
-	@$(RUN) $(PY) -m jobs.generate_transactions --rows $(DEMO_ROWS) --output $(OUT)
+	@$(RUN) $(PY) -m scripts.generate_transactions --rows $(DEMO_ROWS) --output $(OUT)
 	@$(RUN) scripts/submit.sh ingest $(OUT)
 	@$(RUN) scripts/submit.sh batch_enrich
 
 generate: setup ## Write ROWS generated transactions to OUT (csv or jsonl)
-	@$(RUN) $(PY) -m jobs.generate_transactions --rows $(or $(ROWS),10000) --output $(OUT)
+	@$(RUN) $(PY) -m scripts.generate_transactions --rows $(or $(ROWS),10000) --output $(OUT)
 
 ingest: setup ## Append FILES (csv/jsonl, local or s3a://) to the raw Delta table
 	@test -n "$(FILES)" || { echo "usage: make ingest FILES='a.csv b.jsonl'" >&2; exit 2; }

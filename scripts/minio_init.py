@@ -3,7 +3,7 @@ buckets, the enrich-jobs policy (conf/minio/enrich-jobs-policy.json) and the job
 (AWS_ACCESS_KEY_ID) with that policy and nothing else. Runs with MinIO's root credentials
 (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD, or *_FILE), which the jobs never use. Rerunnable.
 
-    .venv/bin/python scripts/minio_init.py      (make up runs it)
+    .venv/bin/python -m scripts.minio_init      (make up runs it)
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException
 from minio.minioadmin import MinioAdmin
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.buckets import bucket_of, ensure_buckets
-from jobs.env_secrets import secret_from_env
-from jobs.errors import ConfigError, EnrichmentError
-from jobs.settings import S3Settings, load_settings
+from jobs.adapters.object_store import s3_client, split_path
+from jobs.config.secrets import secret_from_env
+from jobs.config.settings import S3Settings, load_settings
+from jobs.core.errors import ConfigError, EnrichmentError, ServiceUnavailableError
 
 POLICY_NAME = "enrich-jobs"
 POLICY_FILE = Path(__file__).resolve().parents[1] / "conf" / "minio" / "enrich-jobs-policy.json"
@@ -61,6 +60,21 @@ def policy_buckets(policy: dict[str, object]) -> set[str]:
     }
 
 
+def ensure_buckets(s3: S3Settings, buckets: list[str]) -> list[str]:
+    """Create the missing buckets; returns the ones created."""
+    client = s3_client(s3)
+    created = []
+    try:
+        existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+        for bucket in buckets:
+            if bucket not in existing:
+                client.create_bucket(Bucket=bucket)
+                created.append(bucket)
+    except (BotoCoreError, ClientError) as error:
+        raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
+    return created
+
+
 def grant_job_user(admin: MinioAdmin, jobs: S3Settings, policy_name: str, policy: dict) -> None:  # type: ignore[type-arg]
     """Create or update the policy and the user, and give the user that policy alone."""
     admin.policy_add(policy_name, policy=policy)
@@ -73,7 +87,7 @@ def main() -> int:
         settings = load_settings()
         root = root_settings(settings.s3)
         tables = settings.tables
-        wanted = sorted({bucket_of(p) for p in (tables.raw, tables.curated, tables.quarantine)})
+        wanted = sorted({split_path(p)[0] for p in (tables.raw, tables.curated, tables.quarantine)})
         created = ensure_buckets(root, wanted)
         policy = json.loads(POLICY_FILE.read_text())
         uncovered = sorted(set(wanted) - policy_buckets(policy))

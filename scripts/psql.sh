@@ -7,22 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 role=reporting
 case "${1:-}" in --role=*) role=${1#--role=}; shift ;; esac
-eval "$(python3 - "$role" <<'PY'
-import shlex
-import sys
-from jobs.errors import ConfigError
-from jobs.postgres_url import ROLE_VARIABLES, target_from_env
-role = sys.argv[1]
-if role not in ROLE_VARIABLES:
-    print(f"echo {shlex.quote(f'error: unknown role {role!r}; use one of ' + ', '.join(ROLE_VARIABLES))} >&2; exit 2")
-    sys.exit()
-try:
-    env = target_from_env(role=role).libpq_env()
-except ConfigError as error:
-    print(f"echo {shlex.quote('error: ' + str(error))} >&2; exit 2")
-else:
-    for key, value in env.items():
-        print(f"export {key}={shlex.quote(value)}")
-PY
-)"
+eval "$(python3 -m scripts.stack_env libpq "$role")"
 exec psql "$@"

@@ -11,31 +11,7 @@ die() { printf 'seed: error: %s\n' "$*" >&2; exit 1; }
 shopt -s nullglob
 files=(reference_sql/*.sql)
 [ ${#files[@]} -gt 0 ] || die "no files in reference_sql/"
-eval "$(python3 - <<'PY'
-import shlex
-from jobs.errors import ConfigError
-from jobs.postgres_url import target_from_env
-try:
-    admin = target_from_env(role="admin")
-    pipeline = target_from_env(role="pipeline")
-    reporting = target_from_env(role="reporting")
-except ConfigError as error:
-    print(f"echo {shlex.quote('seed: error: ' + str(error))} >&2; exit 2")
-    raise SystemExit
-if admin.user in (pipeline.user, reporting.user):
-    message = (
-        f"seed: error: the admin role {admin.user!r} must not be the pipeline or reporting role "
-        "(POSTGRES_ADMIN_URL, POSTGRES_URL and POSTGRES_REPORTING_URL name three different users)"
-    )
-    print(f"echo {shlex.quote(message)} >&2; exit 2")
-    raise SystemExit
-print(f"pipeline_role={shlex.quote(pipeline.user)}")
-print(f"reporting_role={shlex.quote(reporting.user)}")
-for name, target in (("ENRICH_PIPELINE_PASSWORD", pipeline), ("ENRICH_REPORTING_PASSWORD", reporting)):
-    if target.password:
-        print(f"export {name}={shlex.quote(target.password)}")
-PY
-)"
+eval "$(python3 -m scripts.stack_env seed)"
 owner_role=${ENRICH_OWNER_ROLE:-enrich_owner}
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"  # no NOTICEs of IF EXISTS steps
 roles=(-v "owner_role=$owner_role" -v "pipeline_role=$pipeline_role" -v "reporting_role=$reporting_role")

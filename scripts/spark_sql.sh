@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/spark_env.sh"
 mkdir -p "$ROOT/build"
 init="$ROOT/build/spark-sql-init.sql"
-(cd "$ROOT" && "$ROOT/.venv/bin/python" -m jobs.sql_catalog > "$init")
+(cd "$ROOT" && "$ROOT/.venv/bin/python" -m scripts.sql_catalog > "$init")
 args=(-i "$init")
 if [ -n "${SQL:-}" ]; then args+=(-e "$SQL"); fi
 cd "$ROOT/build"  # spark-sql leaves derby.log / spark-warehouse in the working directory

@@ -21,7 +21,7 @@ MINIO_PID="$STACK/minio/minio.pid"
 WAIT_SECONDS=${STACK_WAIT_SECONDS:-60}
 
 # The server is made and administered as the admin role; the jobs' role is created by make seed.
-pg_field() { python3 -m jobs.postgres_url --role admin "$1"; }
+pg_field() { python3 -m scripts.stack_env field admin "$1"; }
 PG_HOST=$(pg_field host)
 PG_PORT=$(pg_field port)
 PG_ADMIN=$(pg_field user)
@@ -71,7 +71,7 @@ postgres_up() {
     say "initialising PostgreSQL cluster in $PG_DATA"
     local pwfile
     pwfile=$(mktemp)
-    python3 -c 'import jobs.postgres_url as p; print(p.target_from_env(role="admin").password)' > "$pwfile"
+    python3 -m scripts.stack_env password admin > "$pwfile"
     [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
     as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_ADMIN" --pwfile="$pwfile" \
       --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$STACK/postgres/initdb.log" 2>&1 \
@@ -118,7 +118,7 @@ minio_healthy() {
 
 minio_secret() {
   local value
-  value=$(python3 -c 'import jobs.env_secrets as e, os, sys; print(e.secret_from_env(os.environ, sys.argv[1]) or "")' "$1")
+  value=$(python3 -m scripts.stack_env secret "$1")
   [ -n "$value" ] || die "$1 (or $1_FILE) is not set: MinIO's root user, used only to create the jobs' user"
   printf '%s' "$value"
 }
@@ -150,7 +150,7 @@ minio_up() {
       sleep 0.5
     done
   fi
-  .venv/bin/python scripts/minio_init.py
+  .venv/bin/python -m scripts.minio_init
 }
 
 minio_down() {

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.env_secrets import secret_from_env
-from jobs.session import session_builder
-from jobs.settings import s3_from_env
+from jobs.adapters.session import session_builder
+from jobs.config.secrets import secret_from_env
+from jobs.config.settings import s3_from_env
 from scripts.versions import value as pinned
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import sqlalchemy
 
-from jobs.postgres_url import target_from_env
+from jobs.config.postgres_url import target_from_env
 
 CHUNK_ROWS = 50_000
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from jobs.session import spark_session
-from jobs.settings import load_settings
+from jobs.adapters.session import spark_session
+from jobs.config.settings import load_settings
 
 
 def main(argv: list[str]) -> int:

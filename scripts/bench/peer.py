@@ -24,9 +24,9 @@ import psycopg2
 import pyarrow.csv as pa_csv
 from deltalake import DeltaTable, write_deltalake
 
-from jobs.currencies import ISO_4217_CODES
-from jobs.postgres_url import target_from_env
-from jobs.settings import S3Settings, load_settings
+from jobs.config.postgres_url import target_from_env
+from jobs.config.settings import S3Settings, load_settings
+from jobs.core.currencies import ISO_4217_CODES
 
 
 def storage_options(s3: S3Settings) -> dict[str, str]:

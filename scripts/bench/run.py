@@ -35,11 +35,11 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from jobs import pg_store
-from jobs.buckets import s3_client
-from jobs.models import RunResult, SummaryRow
-from jobs.postgres_url import env_for_database, target_from_env
-from jobs.settings import s3_from_env
+from jobs.adapters import run_store
+from jobs.adapters.object_store import s3_client
+from jobs.config.postgres_url import env_for_database, target_from_env
+from jobs.config.settings import s3_from_env
+from jobs.core.models import RunStart, SummaryRow
 from scripts.bench.report import (
     JOB,
     Measurement,
@@ -184,7 +184,7 @@ def generate(data_dir: Path, name: str, rows: int, merchants: int, first_seed: i
 
     def one(index: int, count: int) -> None:
         subprocess.run(
-            [PY, "-m", "jobs.generate_transactions", "--rows", str(count), "--output",
+            [PY, "-m", "scripts.generate_transactions", "--rows", str(count), "--output",
              str(paths[index]), "--seed", str(first_seed + index), "--merchants", str(merchants)],
             check=True, capture_output=True, cwd=ROOT,
         )  # fmt: skip
@@ -238,21 +238,21 @@ def synthetic_summary(count: int) -> list[SummaryRow]:
 
 
 def summary_write(env: Mapping[str, str], copy_rows: int, loop_rows: int) -> list[Measurement]:
-    """The job's summary write (pg_store.finish_run: COPY into a stage table, one transaction)
+    """The job's summary write (run_store.finish_run: COPY into a stage table, one transaction)
     against the course's row-by-row INSERT loop, as the pipeline role."""
     target = target_from_env(env)
     rows = synthetic_summary(copy_rows)
     now = datetime.now(UTC)
-    run = RunResult(
-        run_id=str(uuid.uuid4()), status="running", mode="full", started_at=now, ended_at=now,
+    start = RunStart(
+        run_id=str(uuid.uuid4()), mode="full", started_at=now,
         raw_table="bench://summary-write", curated_table="bench://summary-write",
         quarantine_table="bench://summary-write", raw_version_from=None, raw_version_to=0,
     )  # fmt: skip
     conn = psycopg2.connect(**target.psycopg2_kwargs())
     try:
-        pg_store.start_run(conn, run, "bench-summary-write")
+        run_store.start_run(conn, start, "bench-summary-write")
         started = time.perf_counter()
-        pg_store.finish_run(conn, run, "bench", rows, None)
+        run_store.finish_run(conn, start.finished("succeeded", now), "bench", rows, None)
         copy_seconds = time.perf_counter() - started
         with conn.cursor() as cur:
             cur.execute("DELETE FROM pipeline.category_daily_summary")
@@ -263,7 +263,7 @@ def summary_write(env: Mapping[str, str], copy_rows: int, loop_rows: int) -> lis
                     "INSERT INTO pipeline.category_daily_summary (event_date, category, currency, "
                     "transaction_count, total_amount, run_id) VALUES (%s, %s, %s, %s, %s, %s)",
                     (row.event_date, row.category, row.currency, row.transaction_count,
-                     row.total_amount, run.run_id),
+                     row.total_amount, start.run_id),
                 )  # fmt: skip
             conn.commit()
             loop_seconds = time.perf_counter() - started

@@ -20,9 +20,9 @@ from typing import Any
 import psycopg2
 import pytest
 
-from jobs.buckets import s3_client
-from jobs.postgres_url import PostgresTarget, env_for_database, target_from_env
-from jobs.settings import S3Settings, Settings, TablePaths, load_settings, s3_from_env
+from jobs.adapters.object_store import s3_client
+from jobs.config.postgres_url import PostgresTarget, env_for_database, target_from_env
+from jobs.config.settings import S3Settings, Settings, TablePaths, load_settings, s3_from_env
 from scripts.minio_init import POLICY_FILE, admin_client, grant_job_user, root_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def generate(path: Path, rows: int, seed: int) -> None:
         [
             str(ROOT / ".venv" / "bin" / "python"),
             "-m",
-            "jobs.generate_transactions",
+            "scripts.generate_transactions",
             "--rows",
             str(rows),
             "--output",

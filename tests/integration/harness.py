@@ -20,9 +20,9 @@ import psycopg2
 import psycopg2.extras
 from pyspark.sql import SparkSession
 
-from jobs.buckets import s3_client
-from jobs.postgres_url import PostgresTarget, env_for_database, target_from_env
-from jobs.settings import S3Settings, Settings, load_settings
+from jobs.adapters.object_store import s3_client
+from jobs.config.postgres_url import PostgresTarget, env_for_database, target_from_env
+from jobs.config.settings import S3Settings, Settings, load_settings
 
 from .conftest import ROOT, ScratchBucket
 

@@ -14,9 +14,9 @@ import psycopg2
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.buckets import s3_client
-from jobs.postgres_url import target_from_env
-from jobs.settings import S3Settings
+from jobs.adapters.object_store import s3_client
+from jobs.config.postgres_url import target_from_env
+from jobs.config.settings import S3Settings
 
 from .conftest import ROOT, ScratchBucket, delete_bucket, generate, submit
 

@@ -14,10 +14,10 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import delta_io, jdbc_io
-from jobs.buckets import s3_client
-from jobs.settings import S3Settings, Settings, load_settings
-from jobs.transforms import daily_category_summary
+from jobs.adapters import jdbc, object_store
+from jobs.adapters.object_store import s3_client
+from jobs.config.settings import S3Settings, Settings, load_settings
+from jobs.core.transforms import daily_category_summary
 
 from .conftest import ScratchBucket, delete_bucket, generate, submit
 
@@ -134,7 +134,7 @@ def test_summary_equals_the_group_by_of_curated(spark: SparkSession, pipeline: P
 def test_unknown_exactly_for_unmatched_merchants(spark: SparkSession, pipeline: Pipeline) -> None:
     settings = pipeline.settings
     _, curated, _ = tables(spark, settings)
-    merchants = jdbc_io.read_lookup(spark, settings.postgres, settings.lookups[0], 10_000)
+    merchants = jdbc.read_lookup(spark, settings.postgres, settings.lookups[0], 10_000)
     known = merchants.select("merchant_id", F.lit(True).alias("known"))
     labelled = curated.join(known, "merchant_id", "left").select(
         F.coalesce("known", F.lit(False)).alias("known"),
@@ -182,15 +182,15 @@ def test_quarantine_keeps_every_kind_of_bad_row_with_reasons(
 def test_rerun_with_no_new_data_changes_nothing(spark: SparkSession, pipeline: Pipeline) -> None:
     settings = pipeline.settings
     versions = (
-        delta_io.latest_version(spark, settings.tables.curated),
-        delta_io.latest_version(spark, settings.tables.quarantine),
+        object_store.table_version(settings.s3, settings.tables.curated),
+        object_store.table_version(settings.s3, settings.tables.quarantine),
     )
     rerun = submit(pipeline.env, "batch_enrich")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "NOOP" in rerun.stdout and "no new raw data" in rerun.stdout
     assert (
-        delta_io.latest_version(spark, settings.tables.curated),
-        delta_io.latest_version(spark, settings.tables.quarantine),
+        object_store.table_version(settings.s3, settings.tables.curated),
+        object_store.table_version(settings.s3, settings.tables.quarantine),
     ) == versions
     assert latest_run(settings)["status"] == "noop"
 
@@ -215,35 +215,39 @@ def test_missing_setting_is_named(pipeline: Pipeline) -> None:
 
 
 def test_postgres_down_gives_one_clear_message(spark: SparkSession, pipeline: Pipeline) -> None:
-    before = delta_io.latest_version(spark, pipeline.settings.tables.curated)
+    before = object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated)
     target = pipeline.settings.postgres
     closed_port_url = f"postgresql://{target.user}@{target.host}:1/{target.dbname}"
     env = {**pipeline.env, "POSTGRES_URL": closed_port_url}
-    result = submit(env, "batch_enrich", "--force")
+    result = submit(env, "batch_enrich", "--full")
     assert result.returncode == 4
     [line] = error_lines(result)
     assert f"cannot connect to PostgreSQL at {closed_port_url}" in line
     assert pipeline.env["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
-    assert delta_io.latest_version(spark, pipeline.settings.tables.curated) == before
+    assert (
+        object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated) == before
+    )
 
 
 def test_wrong_object_store_secret_gives_one_clear_message(
     spark: SparkSession, pipeline: Pipeline
 ) -> None:
-    before = delta_io.latest_version(spark, pipeline.settings.tables.curated)
+    before = object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated)
     wrong = "wrong-secret-" + uuid.uuid4().hex
-    result = submit({**pipeline.env, "AWS_SECRET_ACCESS_KEY": wrong}, "batch_enrich", "--force")
+    result = submit({**pipeline.env, "AWS_SECRET_ACCESS_KEY": wrong}, "batch_enrich", "--full")
     assert result.returncode == 4
     [line] = error_lines(result)
     assert "refused the credentials" in line
     assert wrong not in result.stdout + result.stderr
-    assert delta_io.latest_version(spark, pipeline.settings.tables.curated) == before
+    assert (
+        object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated) == before
+    )
 
 
 def test_csv_with_a_wrong_header_is_refused_whole(
     spark: SparkSession, pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    before = delta_io.latest_version(spark, pipeline.settings.tables.raw)
+    before = object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.raw)
     bad = tmp_path / "swapped.csv"
     bad.write_text(
         "merchant_id,transaction_id,amount,currency,event_ts\nMER-ABC,T-1,1.00,USD,2026-11-01T00:00:00Z\n"
@@ -252,4 +256,4 @@ def test_csv_with_a_wrong_header_is_refused_whole(
     assert result.returncode == 3
     [line] = error_lines(result)
     assert "swapped.csv: unexpected CSV header" in line
-    assert delta_io.latest_version(spark, pipeline.settings.tables.raw) == before
+    assert object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.raw) == before

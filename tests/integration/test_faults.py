@@ -25,9 +25,9 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.postgres_url import PostgresTarget
-from jobs.settings import S3Settings
-from jobs.transforms import daily_category_summary
+from jobs.config.postgres_url import PostgresTarget
+from jobs.config.settings import S3Settings
+from jobs.core.transforms import daily_category_summary
 
 from .conftest import TEST_DB, generate
 from .harness import (

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs.buckets import s3_client
-from jobs.settings import S3Settings, s3_from_env
+from jobs.adapters.object_store import s3_client
+from jobs.config.settings import S3Settings, s3_from_env
 
 from .conftest import delete_bucket
 

@@ -10,7 +10,7 @@ import psycopg2.errors
 import pytest
 from psycopg2.extensions import connection as Connection
 
-from jobs.postgres_url import target_from_env
+from jobs.config.postgres_url import target_from_env
 
 pytestmark = pytest.mark.integration
 

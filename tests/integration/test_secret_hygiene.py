@@ -17,9 +17,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from jobs.buckets import s3_client
-from jobs.postgres_url import PostgresTarget, target_from_env
-from jobs.settings import S3Settings
+from jobs.adapters.object_store import s3_client
+from jobs.config.postgres_url import PostgresTarget, target_from_env
+from jobs.config.settings import S3Settings
 
 from .conftest import ROOT, ScratchBucket, delete_bucket, generate, make_job_key, submit
 from .harness import Job

@@ -1,22 +1,23 @@
-"""The I/O modules against the real local stack: JDBC lookups, Delta on s3a://, the summary
-write, and seeding."""
+"""The adapters against the real local stack: JDBC lookups, Delta on s3a://, the object
+store's view of a table's version, the run store's summary write, the writer lock, and seeding."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import replace
 from decimal import Decimal
 
 import psycopg2
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs import delta_io, delta_log, jdbc_io, pg_store
-from jobs.buckets import s3_client
-from jobs.models import RunCounts, RunResult, SummaryRow
-from jobs.postgres_url import PostgresTarget
-from jobs.settings import S3Settings, Settings
-from jobs.transforms import check_lookup_columns
+from jobs.adapters import delta, jdbc, object_store, postgres, run_store, writer_lock
+from jobs.config.postgres_url import PostgresTarget
+from jobs.config.settings import S3Settings, Settings
+from jobs.core.errors import ConcurrentRunError, SourceError
+from jobs.core.models import RunCounts, RunStart, SummaryRow
 
 from .conftest import ScratchBucket, run_seed
 
@@ -59,8 +60,8 @@ def test_seeding_twice_is_harmless(
 
 def test_jdbc_lookup_read(spark: SparkSession, settings: Settings) -> None:
     spec = settings.lookups[0]
-    lookup = jdbc_io.read_lookup(spark, settings.postgres, spec, settings.jdbc_fetchsize)
-    check_lookup_columns(lookup, spec)
+    lookup = jdbc.read_lookup(spark, settings.postgres, spec, settings.jdbc_fetchsize)
+    assert lookup.columns == ["merchant_id", "merchant_name", "category"]
     assert dict(lookup.dtypes)["merchant_id"] == "string"
     assert lookup.count() == 10_003
     row = lookup.filter("merchant_id = 'MER-XYZ'").first()
@@ -71,12 +72,20 @@ def test_jdbc_lookup_read(spark: SparkSession, settings: Settings) -> None:
 def test_jdbc_read_of_a_missing_table_fails(spark: SparkSession, settings: Settings) -> None:
     spec = replace(settings.lookups[0], table="reference.no_such_table")
     with pytest.raises(Exception, match="no_such_table"):
-        jdbc_io.read_lookup(spark, settings.postgres, spec, 100).count()
+        jdbc.read_lookup(spark, settings.postgres, spec, 100).count()
+
+
+def test_a_lookup_without_a_configured_column_is_refused_by_name(
+    spark: SparkSession, settings: Settings
+) -> None:
+    spec = replace(settings.lookups[0], columns={"merchant_name": "merchant_name", "tier": "tier"})
+    with pytest.raises(SourceError, match=r"reference\.merchant_lookup has no column 'tier'"):
+        jdbc.read_lookup(spark, settings.postgres, spec, 100)
 
 
 def test_delta_write_read_and_versions_on_s3a(spark: SparkSession, bucket: ScratchBucket) -> None:
     path = bucket.path("roundtrip")
-    assert delta_io.latest_version(spark, path) is None
+    assert delta.table_schema(spark, path) is None
     first = spark.createDataFrame(
         [("a", Decimal("1.10"), dt.datetime(2026, 1, 1, 23, 30))],
         "id string, amount decimal(18,2), ts timestamp",
@@ -85,12 +94,12 @@ def test_delta_write_read_and_versions_on_s3a(spark: SparkSession, bucket: Scrat
         [("b", Decimal("2.20"), dt.datetime(2026, 1, 2, 0, 0))],
         "id string, amount decimal(18,2), ts timestamp",
     )
-    assert delta_io.overwrite(first, path, "v0") == 0
-    assert delta_io.overwrite(second, path, "v1") == 1
-    assert delta_io.append(first, path, "v2") == 2
-    assert sorted(r["id"] for r in delta_io.read_version(spark, path, 0).collect()) == ["a"]
-    assert sorted(r["id"] for r in delta_io.read_version(spark, path, 1).collect()) == ["b"]
-    latest = delta_io.read_version(spark, path, 2)
+    assert delta.overwrite(first, path, "v0") == 0
+    assert delta.overwrite(second, path, "v1") == 1
+    assert delta.append(first, path, "v2") == 2
+    assert sorted(r["id"] for r in delta.read_version(spark, path, 0).collect()) == ["a"]
+    assert sorted(r["id"] for r in delta.read_version(spark, path, 1).collect()) == ["b"]
+    latest = delta.read_version(spark, path, 2)
     assert sorted((r["id"], r["amount"]) for r in latest.collect()) == [
         ("a", Decimal("1.10")),
         ("b", Decimal("2.20")),
@@ -103,7 +112,7 @@ def test_latest_version_from_the_log_listing_matches_delta(
     """The batch job's no-op check lists _delta_log/ with boto3 instead of asking Spark; both
     must name the same version, before and after a checkpoint (written every 3 commits here)."""
     path = bucket.path("listed")
-    assert delta_log.latest_version(s3, path) is None
+    assert object_store.table_version(s3, path) is None
     rows = spark.createDataFrame([("a", 1)], "id string, n int")
     seen = []
     for commit in range(8):
@@ -111,9 +120,13 @@ def test_latest_version_from_the_log_listing_matches_delta(
         if commit == 0:
             writer = writer.option("delta.checkpointInterval", "3")
         writer.save(path)
-        seen.append((delta_log.latest_version(s3, path), delta_io.latest_version(spark, path)))
+        history = DeltaTable.forPath(spark, path).history(1).first()
+        assert history is not None
+        seen.append((object_store.table_version(s3, path), history["version"]))
     assert seen == [(v, v) for v in range(8)]
-    listing = s3_client(s3).list_objects_v2(Bucket=bucket.name, Prefix="listed/_delta_log/")
+    listing = object_store.s3_client(s3).list_objects_v2(
+        Bucket=bucket.name, Prefix="listed/_delta_log/"
+    )
     names = {item["Key"].rsplit("/", 1)[1] for item in listing["Contents"]}
     assert "_last_checkpoint" in names
     assert any(".checkpoint." in name for name in names)
@@ -128,54 +141,64 @@ def test_s3a_overwrite_deletes_objects_on_minio(spark: SparkSession, bucket: Scr
     assert sorted(r["id"] for r in spark.read.parquet(path).collect()) == [100, 101, 102]
 
 
-def _result(run_id: str, counts: RunCounts) -> RunResult:
-    now = dt.datetime.now(dt.UTC)
-    return RunResult(
+def _start(run_id: str) -> RunStart:
+    return RunStart(
         run_id=run_id,
-        status="succeeded",
         mode="full",
-        started_at=now,
-        ended_at=now,
+        started_at=dt.datetime.now(dt.UTC),
         raw_table="s3a://b/raw",
         curated_table="s3a://b/cur",
         quarantine_table="s3a://b/q",
         raw_version_from=0,
         raw_version_to=4,
+    )
+
+
+def _write(
+    conn: psycopg2.extensions.connection,
+    counts: RunCounts,
+    rows: list[SummaryRow],
+    dates: list[dt.date] | None,
+) -> str:
+    start = _start(str(uuid.uuid4()))
+    run_store.start_run(conn, start, "test")
+    result = start.finished(
+        "succeeded",
+        dt.datetime.now(dt.UTC),
         counts=counts,
         curated_version=2,
         quarantine_version=2,
-        summary_rows=2,
+        summary_rows=len(rows),
         top_unmatched=[("MER-UNK-001", 3)],
     )
+    run_store.finish_run(conn, result, "fp", rows, dates)
+    return start.run_id
 
 
 def test_summary_write_replaces_rows_with_the_run_record(
     test_target: PostgresTarget, pg: psycopg2.extensions.connection
 ) -> None:
-    import uuid
-
     counts = RunCounts(
         rows_read=10, rows_curated=7, rows_quarantined=2, rows_duplicate=1, rows_unmatched=3
     )
     rows = [
         SummaryRow(dt.date(2026, 11, 1), "Groceries", "USD", 5, Decimal("100.25")),
         SummaryRow(dt.date(2026, 11, 1), "Tab\tCategory", "EUR", 2, Decimal("0.50")),
+        SummaryRow(dt.date(2026, 11, 1), 'Quote", comma\nand line', "GBP", 1, Decimal("1.00")),
+        SummaryRow(dt.date(2026, 11, 1), "", "JPY", 1, Decimal("7.00")),
     ]
     for summary in (rows, rows[:1]):
-        run_id = str(uuid.uuid4())
-        with pg_store.connect(test_target) as conn:
-            result = _result(run_id, counts)
-            pg_store.start_run(conn, result, "test")
-            pg_store.finish_run(conn, result, "fp", summary, None)
+        with postgres.connect(test_target) as conn:
+            run_id = _write(conn, counts, summary, None)
         with pg.cursor() as cur:
             cur.execute(
                 "SELECT event_date, category, currency, transaction_count, total_amount, run_id::text "
-                "FROM category_daily_summary ORDER BY category"
+                "FROM category_daily_summary"
             )
-            assert cur.fetchall() == [
+            assert sorted(cur.fetchall()) == sorted(
                 (r.event_date, r.category, r.currency, r.transaction_count, r.total_amount, run_id)
                 for r in summary
-            ]
+            )
             cur.execute(
                 "SELECT status, rows_read, rows_curated, rows_unmatched, details->'top_unmatched' "
                 "FROM enrichment_runs WHERE run_id = %s",
@@ -188,22 +211,16 @@ def test_summary_write_replaces_rows_with_the_run_record(
 def test_summary_write_for_some_dates_leaves_the_other_dates(
     test_target: PostgresTarget, pg: psycopg2.extensions.connection
 ) -> None:
-    import uuid
-
     counts = RunCounts(1, 1, 0, 0, 0)
     day1, day2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
     first = [
         SummaryRow(day1, "Groceries", "USD", 5, Decimal("100.25")),
         SummaryRow(day2, "Groceries", "USD", 1, Decimal("1.00")),
     ]
-    with pg_store.connect(test_target) as conn:
-        result = _result(str(uuid.uuid4()), counts)
-        pg_store.start_run(conn, result, "test")
-        pg_store.finish_run(conn, result, "fp", first, None)
+    with postgres.connect(test_target) as conn:
+        _write(conn, counts, first, None)
         # day2 rewritten (its only row gone), day1 not named: untouched.
-        result = _result(str(uuid.uuid4()), counts)
-        pg_store.start_run(conn, result, "test")
-        pg_store.finish_run(conn, result, "fp", [], [day2])
+        _write(conn, counts, [], [day2])
     with pg.cursor() as cur:
         cur.execute("SELECT event_date, transaction_count FROM category_daily_summary")
         assert cur.fetchall() == [(day1, 5)]
@@ -211,17 +228,15 @@ def test_summary_write_for_some_dates_leaves_the_other_dates(
 
 
 def test_second_writer_is_refused_naming_the_first(test_target: PostgresTarget) -> None:
-    from jobs.errors import ConcurrentRunError
-
-    with pg_store.writer_lock(test_target, ["s3a://b/cur", "s3a://b/q"], "first run", 0):
+    with writer_lock.hold(test_target, ["s3a://b/cur", "s3a://b/q"], "first run", 0):
         with (
             pytest.raises(ConcurrentRunError, match="first run") as refused,
-            pg_store.writer_lock(test_target, ["s3a://b/q"], "second run", 0),
+            writer_lock.hold(test_target, ["s3a://b/q"], "second run", 0),
         ):
             pass
         assert "s3a://b/q" in str(refused.value)
     # Released with the first's connection: a third writer gets it at once.
-    with pg_store.writer_lock(test_target, ["s3a://b/cur"], "third run", 0):
+    with writer_lock.hold(test_target, ["s3a://b/cur"], "third run", 0):
         pass
 
 
@@ -233,7 +248,7 @@ def test_a_waiting_writer_gets_the_lock_when_the_first_ends(test_target: Postgre
     release = threading.Event()
 
     def first() -> None:
-        with pg_store.writer_lock(test_target, ["s3a://b/wait"], "first run", 0):
+        with writer_lock.hold(test_target, ["s3a://b/wait"], "first run", 0):
             held.set()
             release.wait(10)
 
@@ -243,7 +258,7 @@ def test_a_waiting_writer_gets_the_lock_when_the_first_ends(test_target: Postgre
     waits: list[str] = []
     threading.Timer(1.0, release.set).start()
     started = time.monotonic()
-    with pg_store.writer_lock(test_target, ["s3a://b/wait"], "second run", 30, waits.append):
+    with writer_lock.hold(test_target, ["s3a://b/wait"], "second run", 30, waits.append):
         waited = time.monotonic() - started
     thread.join()
     assert 0.9 < waited < 10

@@ -16,10 +16,10 @@ import psycopg2
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.cli import describe_failure
-from jobs.jdbc_io import read_lookup
-from jobs.postgres_url import PostgresTarget, parse_postgres_url, target_from_env
-from jobs.settings import Settings
+from jobs.adapters.jdbc import read_lookup
+from jobs.config.postgres_url import PostgresTarget, parse_postgres_url, target_from_env
+from jobs.config.settings import Settings
+from jobs.runs.cli import describe_failure
 
 from .conftest import ROOT
 
@@ -172,7 +172,7 @@ def test_psycopg2_verify_full_refuses_a_wrong_host_or_ca(
 def test_jdbc_verify_full_with_the_right_ca_and_host(
     tls_server: Certificates, test_db_env: dict[str, str], spark: SparkSession
 ) -> None:
-    from jobs.settings import load_settings
+    from jobs.config.settings import load_settings
 
     settings = load_settings(test_db_env)
     target = pipeline_target(
@@ -200,7 +200,7 @@ def test_jdbc_verify_full_refuses_a_wrong_host_or_ca(
     ca: str,
     expected: str,
 ) -> None:
-    from jobs.settings import load_settings
+    from jobs.config.settings import load_settings
 
     settings = load_settings(test_db_env)
     root = getattr(tls_server, ca)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.batch_enrich import BatchOptions
 from jobs.batch_enrich import parse_args as batch_args
-from jobs.errors import ConfigError
+from jobs.config.postgres_url import parse_postgres_url, target_from_env
+from jobs.config.settings import load_settings
+from jobs.core.errors import ConfigError
 from jobs.ingest import parse_args as ingest_args
-from jobs.postgres_url import parse_postgres_url, target_from_env
-from jobs.settings import load_settings
+from jobs.runs.batch import BatchOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_ENV = {
@@ -123,7 +123,6 @@ def test_parse_args() -> None:
 
     assert batch_args([]) == BatchOptions()
     assert batch_args(["--full"]).full is True
-    assert batch_args(["--force"]).full is True  # the old name still works
     assert batch_args(["--from-date", "2026-11-02", "--to-date", "2026-11-03"]).date_range == (
         dt.date(2026, 11, 2),
         dt.date(2026, 11, 3),
@@ -136,6 +135,8 @@ def test_parse_args() -> None:
     for bad in (
         ["--run-id", "not-a-uuid"],
         ["--full", "--from-date", "2026-11-02"],
+        ["--force"],  # the old name of --full, gone
+        ["--from-date", "2026-11-03", "--to-date", "2026-11-02"],
         ["--from-date", "2026-13-01"],
     ):
         with pytest.raises(SystemExit):
@@ -148,8 +149,8 @@ def test_parse_args() -> None:
 
 
 def test_infrastructure_failures_seen_through_spark_are_classified() -> None:
-    from jobs.cli import classify_failure
-    from jobs.errors import EnrichmentError, ServiceUnavailableError
+    from jobs.core.errors import EnrichmentError, ServiceUnavailableError
+    from jobs.runs.cli import classify_failure
 
     refused = classify_failure(RuntimeError("java.net.ConnectException: Connection refused"))
     assert isinstance(refused, ServiceUnavailableError)

@@ -6,7 +6,7 @@ import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jobs.generate_transactions import INVALID_KINDS, Mix, generate_rows, write_file
+from scripts.generate_transactions import INVALID_KINDS, Mix, generate_rows, write_file
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 

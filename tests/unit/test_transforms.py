@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -21,14 +20,12 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from jobs.errors import SourceError
-from jobs.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA, SOURCE_VERSION, schema_drift
-from jobs.settings import LookupSpec
-from jobs.transforms import (
+from jobs.core.models import LookupSpec
+from jobs.core.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA, SOURCE_VERSION
+from jobs.core.transforms import (
     add_lineage,
     add_rejection_reasons,
     changed_dates,
-    check_lookup_columns,
     curated_rows,
     daily_category_summary,
     event_date_between,
@@ -269,7 +266,7 @@ def test_identical_repeats_in_one_commit_are_decided_by_record_id(spark: SparkSe
 
 
 # --------------------------------------------------------------------------------------------
-# join_lookup / check_lookup_columns
+# join_lookup
 # --------------------------------------------------------------------------------------------
 
 
@@ -304,20 +301,6 @@ def test_join_lookup_match_no_match_null_value_and_null_key(spark: SparkSession)
         ),
     )
     assert_df_equality(joined, expected, ignore_row_order=True, ignore_nullable=True)
-
-
-def test_lookup_with_missing_column_is_refused_naming_table_and_column(spark: SparkSession) -> None:
-    lookup = merchants(spark).drop("category")
-    with pytest.raises(SourceError, match=r"reference\.merchant_lookup has no column 'category'"):
-        check_lookup_columns(lookup, MERCHANT)
-
-
-def test_lookup_key_of_wrong_type_is_refused(spark: SparkSession) -> None:
-    lookup = spark.createDataFrame(
-        [(1, "A", "B")], "merchant_id int, merchant_name string, category string"
-    )
-    with pytest.raises(SourceError, match="key column 'merchant_id' must be text, found int"):
-        check_lookup_columns(lookup, MERCHANT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,21 +499,3 @@ def test_event_date_between_is_inclusive_in_utc(spark: SparkSession) -> None:
     )
     kept = df.transform(event_date_between(date(2026, 11, 1), date(2026, 11, 2)))
     assert sorted(r["id"] for r in kept.collect()) == ["a", "c"]
-
-
-# --------------------------------------------------------------------------------------------
-# schema drift
-# --------------------------------------------------------------------------------------------
-
-
-def test_schema_drift_names_each_added_missing_or_retyped_column() -> None:
-    assert schema_drift(RAW_SCHEMA) == []
-    fields = [f for f in RAW_SCHEMA.fields if f.name != "currency"]
-    fields = [StructField("amount", StringType()) if f.name == "amount" else f for f in fields] + [
-        StructField("channel", StringType())
-    ]
-    assert schema_drift(StructType(fields)) == [
-        "column 'amount' is string, expected decimal(18,2)",
-        "column 'currency' is missing",
-        "column 'channel' (string) is new",
-    ]

@@ -1,14 +1,33 @@
-"""Plain records passed between the batch job, the Postgres store and the run summary."""
+"""Plain records passed between the jobs, their stores and the run summary."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 FULL = "full"
 INCREMENTAL = "incremental"
 RANGE = "range"
+
+
+@dataclass(frozen=True)
+class LookupSpec:
+    """One lookup join, as configured."""
+
+    name: str
+    table: str
+    key: str
+    join_on: str
+    columns: Mapping[str, str]
+    when_unmatched: Mapping[str, str] = field(default_factory=dict)
+    when_null: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def lookup_columns(self) -> list[str]:
+        return [self.key, *self.columns]
 
 
 @dataclass(frozen=True)
@@ -63,9 +82,33 @@ class PipelineState:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunStart:
+    """What a run records when it starts: what it covers, and why."""
+
     run_id: str
-    status: str  # running | succeeded | noop
+    mode: str
+    started_at: datetime
+    raw_table: str
+    curated_table: str
+    quarantine_table: str
+    raw_version_from: int | None
+    raw_version_to: int
+    date_range: tuple[date, date] | None = None
+    recovered: list[UnfinishedRun] = field(default_factory=list)
+    message: str = ""
+
+    def finished(self, status: str, ended_at: datetime, **outcome: Any) -> RunResult:
+        """The result of this run: ``status`` succeeded or noop, ``outcome`` RunResult's fields."""
+        started = {f.name: getattr(self, f.name) for f in fields(self)}
+        return RunResult(**{**started, "status": status, "ended_at": ended_at, **outcome})
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A run that finished its work."""
+
+    run_id: str
+    status: str  # succeeded | noop
     mode: str
     started_at: datetime
     ended_at: datetime

@@ -1,6 +1,6 @@
 """Statements that make the Delta tables addressable by name in spark-sql.
 
-    python -m jobs.sql_catalog > build/spark-sql-init.sql
+    python -m scripts.sql_catalog > build/spark-sql-init.sql      (scripts/spark_sql.sh runs it)
 
 Only tables that exist are registered, so spark-sql starts cleanly before the first run.
 """
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from jobs.buckets import bucket_of, s3_client
-from jobs.errors import EnrichmentError
-from jobs.settings import Settings, load_settings
+from jobs.adapters import object_store
+from jobs.config.settings import Settings, load_settings
+from jobs.core.errors import EnrichmentError
 
 
 def table_names(settings: Settings) -> dict[str, str]:
@@ -25,14 +23,11 @@ def table_names(settings: Settings) -> dict[str, str]:
     }
 
 
-def _has_delta_log(settings: Settings, path: str) -> bool:
-    bucket = bucket_of(path)
-    prefix = path.split("://", 1)[1].split("/", 1)[1].rstrip("/") + "/_delta_log/"
+def _has_table(settings: Settings, path: str) -> bool:
     try:
-        listing = s3_client(settings.s3).list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-    except (BotoCoreError, ClientError):
+        return object_store.table_version(settings.s3, path) is not None
+    except EnrichmentError:
         return False
-    return int(listing.get("KeyCount", 0)) > 0
 
 
 def init_statements(names: dict[str, str], existing: set[str]) -> list[str]:
@@ -55,7 +50,7 @@ def main() -> int:
         print(f"spark-sql: error: {error}", file=sys.stderr)
         return 2
     names = table_names(settings)
-    existing = {name for name, path in names.items() if _has_delta_log(settings, path)}
+    existing = {name for name, path in names.items() if _has_table(settings, path)}
     for name in sorted(set(names) - existing):
         print(f"spark-sql: {name} does not exist yet (run make demo)", file=sys.stderr)
     print("\n".join(init_statements(names, existing)))

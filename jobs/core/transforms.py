@@ -13,8 +13,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StringType, TimestampType
 
-from jobs.errors import SourceError
-from jobs.schemas import (
+from jobs.core.models import LookupSpec
+from jobs.core.schemas import (
     AMOUNT_TYPE,
     CDF_COLUMNS,
     CHANGE_TYPE,
@@ -25,7 +25,6 @@ from jobs.schemas import (
     RAW_COLUMNS,
     SOURCE_VERSION,
 )
-from jobs.settings import LookupSpec
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -187,28 +186,12 @@ def flag_superseded_duplicates(df: DataFrame) -> DataFrame:
     return df.withColumn(IS_DUPLICATE, F.col(IS_VALID) & (rank > 1))
 
 
-def check_lookup_columns(lookup: DataFrame, spec: LookupSpec) -> None:
-    """Fail early, naming the table and column, when a lookup is not in the configured shape."""
-    types = dict(lookup.dtypes)
-    for column in spec.lookup_columns:
-        if column not in types:
-            raise SourceError(
-                f"lookup table {spec.table} has no column '{column}' "
-                f"(configured for lookup '{spec.name}'; it has: {', '.join(types)})"
-            )
-    if types[spec.key] != "string":
-        raise SourceError(
-            f"lookup table {spec.table}: key column '{spec.key}' must be text, "
-            f"found {types[spec.key]}"
-        )
-
-
 def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
     """Left-join one lookup (broadcast) and add its configured output columns.
 
     An output column gets ``when_unmatched`` when no lookup row matched and ``when_null`` when
     one matched with a NULL value. ``_matched_<name>`` records whether a row matched.
-    The lookup's shape is checked by ``check_lookup_columns`` right after it is read.
+    The lookup's shape is checked by ``contracts.check_lookup_columns`` right after it is read.
     """
     prefix = f"__lookup_{spec.name}__"
     matched = matched_flag(spec)

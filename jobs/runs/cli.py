@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from jobs.errors import EnrichmentError, ServiceUnavailableError
+from jobs.core.errors import EnrichmentError, ServiceUnavailableError
 
 log = logging.getLogger("enrich")
 

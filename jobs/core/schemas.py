@@ -5,7 +5,6 @@ from __future__ import annotations
 from pyspark.sql.types import (
     ArrayType,
     DecimalType,
-    LongType,
     StringType,
     StructField,
     StructType,
@@ -50,12 +49,6 @@ RAW_SCHEMA = StructType(
 )
 RAW_COLUMNS = tuple(field.name for field in RAW_SCHEMA.fields)
 
-LINEAGE_FIELDS = [
-    StructField("_run_id", StringType()),
-    StructField(SOURCE_VERSION, LongType()),
-    StructField("_enriched_at", TimestampType()),
-]
-
 QUARANTINE_COLUMNS = (
     "transaction_id",
     "merchant_id",
@@ -72,19 +65,3 @@ QUARANTINE_COLUMNS = (
     "_source_version",
     "_enriched_at",
 )
-
-
-def schema_drift(actual: StructType, expected: StructType = RAW_SCHEMA) -> list[str]:
-    """What differs between a table's columns and the expected ones, one entry per column.
-
-    Nullability is not compared; a column added, removed or retyped is."""
-    have = {f.name: f.dataType.simpleString() for f in actual.fields}
-    want = {f.name: f.dataType.simpleString() for f in expected.fields}
-    problems = []
-    for name in want:
-        if name not in have:
-            problems.append(f"column '{name}' is missing")
-        elif have[name] != want[name]:
-            problems.append(f"column '{name}' is {have[name]}, expected {want[name]}")
-    problems += [f"column '{name}' ({have[name]}) is new" for name in have if name not in want]
-    return problems

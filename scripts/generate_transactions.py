@@ -1,6 +1,6 @@
 """Generate realistic raw transactions for demos, tests and benchmarks (no Spark needed).
 
-    python -m jobs.generate_transactions --rows 20000 --output data/batch.csv [--seed 7]
+    python -m scripts.generate_transactions --rows 20000 --output data/batch.csv [--seed 7]
 
 Mix: mostly known merchants (the three samples and MER-000001..MER-010000 seeded by
 reference_sql/), some unknown merchants, a few invalid rows of every kind the batch job
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from jobs.schemas import INPUT_COLUMNS
+from jobs.core.schemas import INPUT_COLUMNS
 
 SAMPLE_MERCHANTS = ("MER-ABC", "MER-XYZ", "MER-123")
 GENERATED_MERCHANTS = 10_000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.models import RANGE, RunResult
+from jobs.core.models import RANGE, RunResult
 
 
 def _coverage(result: RunResult) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from jobs.errors import ConfigError
-from jobs.models import FULL, INCREMENTAL, RANGE, PipelineState
+from jobs.core.errors import ConfigError
+from jobs.core.models import FULL, INCREMENTAL, RANGE, PipelineState
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,7 @@ def plan_run(
     synced = state.synced
     unfinished_full = [r.run_id for r in state.unfinished if r.mode == FULL]
     if date_range is not None:
-        if full:
-            raise ConfigError("--full and --from-date/--to-date cannot be combined")
-        if date_range[0] > date_range[1]:
-            raise ConfigError(f"--from-date {date_range[0]} is after --to-date {date_range[1]}")
+        assert not full and date_range[0] <= date_range[1], "refused by parse_args"
         if synced is None or curated_latest is None:
             raise ConfigError(
                 "no successful run yet, so there is nothing to re-enrich: run without "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from jobs.errors import ConfigError
+from jobs.core.errors import ConfigError
 
 
 def secret_from_env(environ: Mapping[str, str], name: str) -> str | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.postgres_url import PostgresTarget
-from jobs.settings import LookupSpec
+from jobs.config.postgres_url import PostgresTarget
+from jobs.core.contracts import check_lookup_columns
+from jobs.core.models import LookupSpec
 
 
 def quote_identifier(name: str) -> str:
@@ -16,12 +17,12 @@ def quote_identifier(name: str) -> str:
 def read_lookup(
     spark: SparkSession, target: PostgresTarget, spec: LookupSpec, fetchsize: int
 ) -> DataFrame:
-    """Read the whole lookup table; the caller checks its columns (transforms.check_lookup_columns).
+    """The lookup table's configured columns, refused by name if it is not in that shape.
 
     Credentials travel as JDBC connection properties through py4j, never in the URL or a
     command line. ``fetchsize`` makes pgjdbc stream the rows instead of loading them at once.
     """
-    return (
+    table = (
         spark.read.format("jdbc")
         .option("url", target.jdbc_url())
         .option("driver", "org.postgresql.Driver")
@@ -31,3 +32,5 @@ def read_lookup(
         .option("fetchsize", str(fetchsize))
         .load()
     )
+    check_lookup_columns(spec, table.schema)
+    return table.select(*spec.lookup_columns)

@@ -14,31 +14,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobs.env_secrets import secret_from_env
-from jobs.errors import ConfigError
-from jobs.postgres_url import PostgresTarget, parse_postgres_url
+from jobs.config.postgres_url import PostgresTarget, parse_postgres_url
+from jobs.config.secrets import secret_from_env
+from jobs.core.errors import ConfigError
+from jobs.core.models import LookupSpec
 
 CONFIG_NAME = "enrichment.toml"
 NEW_COLUMN_POLICIES = ("refuse", "ignore")
 _QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class LookupSpec:
-    """One lookup join, as configured."""
-
-    name: str
-    table: str
-    key: str
-    join_on: str
-    columns: Mapping[str, str]
-    when_unmatched: Mapping[str, str] = field(default_factory=dict)
-    when_null: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def lookup_columns(self) -> list[str]:
-        return [self.key, *self.columns]
 
 
 @dataclass(frozen=True)

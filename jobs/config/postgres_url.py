@@ -8,13 +8,12 @@ may also come from a ``*_FILE`` file (docker secrets), and wins over one written
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from jobs.env_secrets import secret_from_env
-from jobs.errors import ConfigError
+from jobs.config.secrets import secret_from_env
+from jobs.core.errors import ConfigError
 
 # role -> (URL variable, password variable). The jobs log in as the pipeline role; seeding and
 # migrations as the admin; dashboards and `make psql` as the read-only reporting role.
@@ -145,36 +144,3 @@ def env_for_database(environ: Mapping[str, str], dbname: str) -> dict[str, str]:
     for role, (url_var, _) in ROLE_VARIABLES.items():
         changed[url_var] = url_without_password(target_from_env(environ, role=role), dbname)
     return changed
-
-
-def _main(argv: list[str]) -> int:
-    """``python3 -m jobs.postgres_url [--role ROLE] FIELD``: host, port, dbname, user or redacted."""
-    role = "pipeline"
-    if len(argv) == 3 and argv[0] == "--role" and argv[1] in ROLE_VARIABLES:
-        role, argv = argv[1], argv[2:]
-    fields = ("host", "port", "dbname", "user", "redacted")
-    if len(argv) != 1 or argv[0] not in fields:
-        print(
-            f"usage: python3 -m jobs.postgres_url [--role {{{','.join(ROLE_VARIABLES)}}}] "
-            f"{{{','.join(fields)}}}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        target = target_from_env(role=role)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    values = {
-        "host": target.host,
-        "port": str(target.port),
-        "dbname": target.dbname,
-        "user": target.user,
-        "redacted": target.redacted(),
-    }
-    print(values[argv[0]])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

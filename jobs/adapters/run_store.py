@@ -1,21 +1,21 @@
-"""The job's writes to PostgreSQL: the run record and the daily summary (psycopg2).
+"""The runs' records in PostgreSQL (psycopg2): run records, the daily summary, and the state
+a run is planned from (the last synced run, unfinished runs, the lookups' fingerprint).
 
 The summary is small (days x categories x currencies), so it is written from the driver in one
 transaction together with the run record: COPY into a temporary table, then replace the dates
 the run touched. Spark's JDBC writer commits per partition and a retried task could insert
-twice; this cannot. The writer lock is a PostgreSQL advisory lock held for the whole run.
+twice; this cannot.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import io
 import json
 import os
 import socket
-import time
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,48 +23,22 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
-from jobs import failpoints
-from jobs.errors import ConcurrentRunError, ConfigError, ServiceUnavailableError
-from jobs.models import (
+from jobs.adapters.postgres import connect, first_line
+from jobs.config.postgres_url import PostgresTarget
+from jobs.core.errors import ConfigError, ServiceUnavailableError
+from jobs.core.models import (
+    LookupSpec,
     PipelineState,
     RunCounts,
     RunResult,
+    RunStart,
     SummaryRow,
     SyncedRun,
     UnfinishedRun,
 )
-from jobs.postgres_url import PostgresTarget
-from jobs.settings import LookupSpec
 
-RUNS = sql.Identifier("pipeline", "enrichment_runs")
 SUMMARY = sql.Identifier("pipeline", "category_daily_summary")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _open(target: PostgresTarget, application_name: str | None = None) -> Connection:
-    """A connection, or ServiceUnavailableError naming the server (never the password)."""
-    kwargs = target.psycopg2_kwargs()
-    if application_name is not None:
-        kwargs = {**kwargs, "application_name": application_name[:63]}
-    try:
-        return psycopg2.connect(**kwargs)
-    except psycopg2.OperationalError as error:
-        raise ServiceUnavailableError(
-            f"cannot connect to PostgreSQL at {target.redacted()}: {_first_line(error)}"
-        ) from None
-
-
-@contextmanager
-def connect(target: PostgresTarget) -> Iterator[Connection]:
-    conn = _open(target)
-    try:
-        yield conn
-    finally:
-        conn.close()
+_COUNT_NAMES = tuple(f.name for f in dataclasses.fields(RunCounts))
 
 
 def check_pipeline_tables(conn: Connection) -> None:
@@ -98,7 +72,7 @@ def lookup_fingerprint(conn: Connection, specs: Sequence[LookupSpec]) -> str:
             except psycopg2.Error as error:
                 conn.rollback()
                 raise ConfigError(
-                    f"lookup '{spec.name}' ({spec.table}): {_first_line(error)}"
+                    f"lookup '{spec.name}' ({spec.table}): {first_line(error)}"
                 ) from None
             count, digest = cur.fetchone() or (0, "")
             parts.append(
@@ -158,7 +132,7 @@ def mark_crashed(conn: Connection, run_ids: Sequence[str], by_run_id: str) -> No
         )
 
 
-def start_run(conn: Connection, run: RunResult, job_name: str) -> None:
+def start_run(conn: Connection, run: RunStart, job_name: str) -> None:
     with conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO pipeline.enrichment_runs (run_id, job_name, status, mode, started_at, "
@@ -184,15 +158,7 @@ def start_run(conn: Connection, run: RunResult, job_name: str) -> None:
 
 
 def _counts_params(counts: RunCounts | None) -> dict[str, Any]:
-    names = (
-        "rows_read",
-        "rows_curated",
-        "rows_quarantined",
-        "rows_duplicate",
-        "rows_unmatched",
-        "rows_replaced",
-    )
-    return {name: (getattr(counts, name) if counts else None) for name in names}
+    return dataclasses.asdict(counts) if counts else dict.fromkeys(_COUNT_NAMES)
 
 
 def _update_run(cur: Any, result: RunResult, fingerprint: str) -> None:
@@ -238,14 +204,24 @@ def finish_run(
     fingerprint: str,
     summary: Sequence[SummaryRow],
     dates: Sequence[date] | None,
+    before_record: Callable[[], None] = lambda: None,
 ) -> None:
     """Replace the summary rows of ``dates`` (all rows if None) and close the run record, in
-    one transaction: either both are there or neither is."""
+    one transaction: either both are there or neither is. ``before_record`` is called between
+    the two (the fault suite stops a run there)."""
     buffer = io.StringIO()
+    # Every field quoted: in COPY csv an unquoted empty field would be NULL, not an empty string.
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     for row in summary:
-        buffer.write(
-            f"{row.event_date.isoformat()}\t{_copy_text(row.category)}\t{row.currency}\t"
-            f"{row.transaction_count}\t{row.total_amount}\t{result.run_id}\n"
+        writer.writerow(
+            (
+                row.event_date.isoformat(),
+                row.category,
+                row.currency,
+                row.transaction_count,
+                row.total_amount,
+                result.run_id,
+            )
         )
     buffer.seek(0)
     with conn, conn.cursor() as cur:
@@ -254,7 +230,7 @@ def finish_run(
         )
         cur.copy_expert(
             "COPY summary_stage (event_date, category, currency, transaction_count, total_amount, run_id) "
-            "FROM STDIN",
+            "FROM STDIN (FORMAT csv)",
             buffer,
         )
         if dates is None:
@@ -265,7 +241,7 @@ def finish_run(
                 (list(dates),),
             )
         cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM summary_stage").format(SUMMARY))
-        failpoints.reached("postgres-summary-written")
+        before_record()
         _update_run(cur, result, fingerprint)
 
 
@@ -286,92 +262,3 @@ def record_failure(target: PostgresTarget, run_id: str, error: str) -> bool:
         return True
     except (ServiceUnavailableError, psycopg2.Error):
         return False
-
-
-# --------------------------------------------------------------------------------------------
-# One writer at a time
-# --------------------------------------------------------------------------------------------
-
-_LOCK_CLASS = 0x454E  # first key of the two-key advisory lock: "this is a spark-enrich table"
-
-
-def lock_key(table_path: str) -> int:
-    """Second key of the advisory lock for one table: stable across processes and versions."""
-    return zlib.crc32(table_path.encode()) & 0x7FFFFFFF
-
-
-def _lock_holder(conn: Connection, key: int) -> str:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT a.application_name, a.backend_start, coalesce(host(a.client_addr), 'local') "
-            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
-            "AND l.objsubid = 2",
-            (_LOCK_CLASS, key),
-        )
-        row = cur.fetchone()
-    if row is None:
-        return "another run"
-    name, since, client = row
-    return f"{name or 'another session'} (connected {since:%Y-%m-%d %H:%M:%S %Z} from {client})"
-
-
-@contextmanager
-def writer_lock(
-    target: PostgresTarget,
-    table_paths: Sequence[str],
-    holder: str,
-    wait_seconds: float,
-    on_wait: Callable[[str], None] = lambda _: None,
-) -> Iterator[Connection]:
-    """Hold PostgreSQL advisory locks on ``table_paths`` for the duration of a run.
-
-    The locks live on their own connection: if the driver dies, even by kill -9, the server
-    drops the connection and the locks with it, so a crashed run never blocks the next one.
-    Another run waits up to ``wait_seconds`` and then fails with ConcurrentRunError naming
-    who holds the lock."""
-    conn = _open(target, application_name=holder)
-    conn.autocommit = True
-    deadline = time.monotonic() + wait_seconds
-    told = False
-    try:
-        for path in sorted(set(table_paths)):
-            key = lock_key(path)
-            while True:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, key))
-                    row = cur.fetchone()
-                if row is not None and row[0]:
-                    break
-                who = _lock_holder(conn, key)
-                if time.monotonic() >= deadline:
-                    raise ConcurrentRunError(
-                        f"another run is writing {path}: {who}. Only one writer at a time is "
-                        "safe on Delta over S3; wait for it to finish, or pass "
-                        "--wait-for-lock SECONDS to queue behind it"
-                    )
-                if not told:
-                    on_wait(f"waiting for {who} to finish writing {path}")
-                    told = True
-                time.sleep(0.5)
-        yield conn
-    finally:
-        conn.close()
-
-
-def check_lock_held(lock_conn: Connection, target: PostgresTarget) -> None:
-    """Before a commit: the lock's connection is still up, so no other writer can have started."""
-    try:
-        with lock_conn.cursor() as cur:
-            cur.execute("SELECT 1")
-    except psycopg2.Error as error:
-        raise ServiceUnavailableError(
-            f"lost the PostgreSQL connection that holds the writer lock ({target.redacted()}: "
-            f"{_first_line(error)}); stopping before writing anything more"
-        ) from None
-
-
-def _copy_text(value: str) -> str:
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )

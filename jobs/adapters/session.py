@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
-from jobs.settings import S3Settings
+from jobs.config.settings import S3Settings
 
 
 def session_builder(app_name: str, s3: S3Settings) -> SparkSession.Builder:

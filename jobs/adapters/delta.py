@@ -1,7 +1,8 @@
-"""Delta Lake reads and writes on the object store.
+"""Delta Lake reads and writes on the object store, through Spark.
 
-Every write here is one atomic Delta commit. Callers hold the writer lock (pg_store.writer_lock):
-Delta on S3 is ACID only with a single writing driver per table.
+Every write here is one atomic Delta commit and returns the version it committed. Callers hold
+the writer lock (adapters.writer_lock): Delta on S3 is ACID only with a single writing driver
+per table.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from jobs.errors import SourceError
-
-CHANGE_FEED = "delta.enableChangeDataFeed"
+from jobs.core.contracts import APPEND_ONLY, CHANGE_FEED
 
 # The raw table only ever grows: appends are the only writes allowed, every commit's rows can
 # be read back with the change feed (incremental runs), and the commit log is kept long enough
 # for a full rebuild to read every commit's rows with their version.
 RAW_TABLE_PROPERTIES = {
-    "delta.appendOnly": "true",
+    APPEND_ONLY: "true",
     CHANGE_FEED: "true",
     "delta.logRetentionDuration": "interval 3650 days",
 }
@@ -33,14 +32,6 @@ def table_exists(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
-def latest_version(spark: SparkSession, path: str) -> int | None:
-    """The newest committed version of the table at ``path``, or None if there is no table."""
-    if not table_exists(spark, path):
-        return None
-    last = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    return None if last is None else int(last["version"])
-
-
 def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
     # SHOW TBLPROPERTIES reads the snapshot's metadata; DeltaTable.detail() runs a Spark job.
     quoted = path.replace("`", "``")
@@ -48,26 +39,21 @@ def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
     return {str(r["key"]): str(r["value"]) for r in rows}
 
 
-def table_schema(spark: SparkSession, path: str) -> StructType:
+def table_schema(spark: SparkSession, path: str) -> StructType | None:
+    """The table's columns, or None where there is no table."""
+    if not table_exists(spark, path):
+        return None
     return DeltaTable.forPath(spark, path).toDF().schema
 
 
 def read_version(spark: SparkSession, path: str, version: int) -> DataFrame:
     """The table as of ``version``: later commits by other writers do not change what a run sees."""
-    if not table_exists(spark, path):
-        raise SourceError(f"no Delta table at {path}")
     return spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
 def read_changes(spark: SparkSession, path: str, first: int, last: int) -> DataFrame:
     """Rows committed in versions ``first``..``last`` (inclusive), with ``_change_type`` and
-    ``_commit_version``, from the table's change data feed."""
-    if table_properties(spark, path).get(CHANGE_FEED, "false").lower() != "true":
-        raise SourceError(
-            f"Delta table {path} has no change data feed ({CHANGE_FEED} is not true); "
-            "tables written by this version of the jobs have it. Re-ingest the raw data into a "
-            "new table, or set the property and run with --full"
-        )
+    ``_commit_version``, from the table's change data feed (contracts.check_change_feed)."""
     return (
         spark.read.format("delta")
         .option("readChangeFeed", "true")
@@ -88,10 +74,10 @@ def _commit_note(spark: SparkSession, note: str) -> Iterator[None]:
         spark.conf.unset(key)
 
 
-def _version_after_write(spark: SparkSession, path: str) -> int:
-    version = latest_version(spark, path)
-    assert version is not None
-    return version
+def _version_written(spark: SparkSession, path: str) -> int:
+    last = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    assert last is not None
+    return int(last["version"])
 
 
 def append(
@@ -102,7 +88,7 @@ def append(
     if not table_exists(df.sparkSession, path):
         writer = writer.options(**new_table_properties)
     writer.save(path)
-    return _version_after_write(df.sparkSession, path)
+    return _version_written(df.sparkSession, path)
 
 
 def overwrite(
@@ -127,7 +113,7 @@ def overwrite(
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
-    return _version_after_write(df.sparkSession, path)
+    return _version_written(df.sparkSession, path)
 
 
 def _merge(df: DataFrame, path: str, key: str, commit_note: str, replace_matches: bool) -> int:
@@ -139,7 +125,7 @@ def _merge(df: DataFrame, path: str, key: str, commit_note: str, replace_matches
         merge = merge.whenMatchedUpdateAll()
     with _commit_note(spark, commit_note):
         merge.whenNotMatchedInsertAll().execute()
-    return _version_after_write(spark, path)
+    return _version_written(spark, path)
 
 
 def upsert(df: DataFrame, path: str, key: str, commit_note: str) -> int:

@@ -1,0 +1,248 @@
+"""One batch run, as a story: gather the state (run records, table versions, lookups'
+fingerprint) without Spark, plan from it (pure), start Spark only if there is work, refuse a
+raw table it cannot process, record the start, execute, record the end.
+
+Incremental by default: a run reads only the raw commits made since the last successful run
+(its watermark, kept in pipeline.enrichment_runs), MERGEs the new rows into curated by
+transaction id, adds the rejected ones to quarantine by record id, and rewrites the summary
+rows of the event dates it touched, in one PostgreSQL transaction with its run record. Every
+write is keyed, so redoing the work of a run that died replaces instead of doubling.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import psycopg2
+from psycopg2.extensions import connection as Connection
+from pyspark.sql import SparkSession
+
+from jobs.adapters import delta, object_store, postgres, run_store, writer_lock
+from jobs.config.settings import Settings
+from jobs.core.contracts import check_raw_table
+from jobs.core.errors import ServiceUnavailableError, SourceError
+from jobs.core.models import FULL, RANGE, PipelineState, RunResult, RunStart
+from jobs.core.planning import Plan, plan_run
+from jobs.runs import failpoints
+from jobs.runs.batch_writes import BatchWrites
+from jobs.runs.cli import describe_failure
+
+JOB_NAME = "batch_enrich"
+log = logging.getLogger("enrich.batch")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    full: bool = False
+    date_range: tuple[date, date] | None = None
+    run_id: str | None = None
+    wait_for_lock: float = 0.0
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Everything a run is planned from, read without Spark."""
+
+    pipeline: PipelineState
+    raw_version: int
+    curated_version: int | None
+    lookup_fingerprint: str
+
+
+def gather(conn: Connection, settings: Settings) -> Gathered:
+    tables = settings.tables
+    pipeline = run_store.pipeline_state(conn, tables.curated)
+    raw_version = object_store.table_version(settings.s3, tables.raw)
+    if raw_version is None:
+        raise SourceError(
+            f"no raw Delta table at {tables.raw}; land data first "
+            "(make ingest FILES=... or make demo)"
+        )
+    return Gathered(
+        pipeline,
+        raw_version,
+        object_store.table_version(settings.s3, tables.curated),
+        run_store.lookup_fingerprint(conn, settings.lookups),
+    )
+
+
+def needs_spark(plan: Plan, found: Gathered, settings: Settings) -> bool:
+    """A no-op on the raw table the last successful run read needs no Spark: that table has no
+    commit since, and that run checked it. Any other raw table is checked, so Spark starts."""
+    synced = found.pipeline.synced
+    return not (plan.noop and synced is not None and synced.raw_table == settings.tables.raw)
+
+
+def describe_unfinished(state: PipelineState) -> str:
+    parts = []
+    for run in state.unfinished:
+        what = {
+            "running": "died without recording an end",
+            "crashed": "died, and the run that found it did not finish either",
+        }.get(run.status, "failed")
+        versions = (
+            f", raw versions {run.raw_version_from}..{run.raw_version_to}"
+            if run.raw_version_to is not None
+            else ""
+        )
+        parts.append(
+            f"run {run.run_id} ({run.mode or 'unknown mode'}, started "
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}{versions}) {what}"
+        )
+    return "; ".join(parts)
+
+
+def run_start(
+    run_id: str, started: datetime, settings: Settings, plan: Plan, found: Gathered
+) -> RunStart:
+    """The run record's first version: what the run covers and why (pure)."""
+    synced = found.pipeline.synced
+    message = plan.reason
+    lookups_changed = synced is not None and found.lookup_fingerprint != synced.lookup_fingerprint
+    if lookups_changed and plan.mode != FULL:
+        message += (
+            "; note: the lookups changed since the last run, and rows curated "
+            "before keep their old enrichment (re-enrich them with "
+            "--from-date/--to-date or --full)"
+        )
+    tables = settings.tables
+    return RunStart(
+        run_id=run_id,
+        mode=plan.mode,
+        started_at=started,
+        raw_table=tables.raw,
+        curated_table=tables.curated,
+        quarantine_table=tables.quarantine,
+        raw_version_from=plan.raw_version_from if plan.mode != RANGE else None,
+        raw_version_to=plan.raw_version_to,
+        date_range=plan.date_range,
+        recovered=found.pipeline.unfinished,
+        message=message,
+    )
+
+
+def check_raw(spark: SparkSession, settings: Settings) -> None:
+    path = settings.tables.raw
+    schema = delta.table_schema(spark, path)
+    if schema is None:
+        raise SourceError(f"no raw Delta table at {path}")
+    properties = delta.table_properties(spark, path)
+    check_raw_table(path, schema, properties, settings.new_raw_columns)
+
+
+def run(
+    start_spark: Callable[[], SparkSession], settings: Settings, options: BatchOptions
+) -> RunResult:
+    """One batch run. Spark is started (``start_spark``) only once the run has work to do."""
+    run_id = options.run_id or str(uuid.uuid4())
+    started = datetime.now(UTC)
+    tables = settings.tables
+    object_store.check_buckets(settings.s3, [tables.raw, tables.curated, tables.quarantine])
+    with postgres.connect(settings.postgres) as conn:
+        run_store.check_pipeline_tables(conn)
+        with writer_lock.hold(
+            settings.postgres,
+            [tables.curated, tables.quarantine],
+            f"{JOB_NAME} run {run_id}",  # at most 63 characters: PostgreSQL cuts application names
+            options.wait_for_lock,
+            on_wait=log.info,
+        ) as lock:
+            failpoints.reached("lock-acquired")
+            found = gather(conn, settings)
+            plan = plan_run(
+                found.pipeline,
+                found.raw_version,
+                found.curated_version,
+                options.full,
+                options.date_range,
+            )
+            spark = start_spark() if needs_spark(plan, found, settings) else None
+            if spark is not None:
+                check_raw(spark, settings)
+            if found.pipeline.unfinished:
+                log.warning("recovering: %s", describe_unfinished(found.pipeline))
+            log.info("run %s: %s (%s)", run_id, plan.mode, plan.reason)
+            start = run_start(run_id, started, settings, plan, found)
+            run_store.start_run(conn, start, JOB_NAME)
+            crashed = [r.run_id for r in found.pipeline.unfinished if r.status == "running"]
+            run_store.mark_crashed(conn, crashed, run_id)
+            failpoints.reached("run-started")
+            try:
+                if spark is None or plan.noop:
+                    return record_noop(conn, settings, start, found)
+                return execute(conn, lock, spark, settings, plan, start, found)
+            except BaseException as error:
+                if not run_store.record_failure(settings.postgres, run_id, describe_failure(error)):
+                    log.warning(
+                        "could not mark run %s as failed: PostgreSQL is not reachable; the next "
+                        "run will find it unfinished and complete its work",
+                        run_id,
+                    )
+                raise
+
+
+def record_noop(
+    conn: Connection, settings: Settings, start: RunStart, found: Gathered
+) -> RunResult:
+    assert found.pipeline.synced is not None  # a no-op follows a synced run
+    result = start.finished(
+        "noop",
+        datetime.now(UTC),
+        curated_version=found.pipeline.synced.curated_version,
+        quarantine_version=object_store.table_version(settings.s3, settings.tables.quarantine),
+        message=start.message + "; outputs left as they are (--full rebuilds them)",
+    )
+    run_store.record_noop(conn, result, found.lookup_fingerprint)
+    return result
+
+
+def execute(
+    conn: Connection,
+    lock: Connection,
+    spark: SparkSession,
+    settings: Settings,
+    plan: Plan,
+    start: RunStart,
+    found: Gathered,
+) -> RunResult:
+    """The Delta writes, then the summary rows and the run record in one transaction."""
+    written = BatchWrites(
+        spark,
+        settings,
+        plan,
+        found.pipeline.synced,
+        start,
+        before_commit=lambda: writer_lock.check_held(lock, settings.postgres),
+    ).execute(found.curated_version)
+    result = start.finished(
+        "succeeded",
+        datetime.now(UTC),
+        counts=written.counts,
+        curated_version=written.curated_version,
+        quarantine_version=written.quarantine_version,
+        summary_rows=len(written.summary),
+        summary_dates=None if written.dates is None else len(written.dates),
+        top_unmatched=written.top_unmatched,
+    )
+    log.info("writing %d summary rows and the run record to PostgreSQL", len(written.summary))
+    try:
+        run_store.finish_run(
+            conn,
+            result,
+            found.lookup_fingerprint,
+            written.summary,
+            written.dates,
+            before_record=lambda: failpoints.reached("postgres-summary-written"),
+        )
+    except psycopg2.Error as error:
+        raise ServiceUnavailableError(
+            f"PostgreSQL at {settings.postgres.redacted()} failed during the summary "
+            f"write (nothing of it was committed; the next run completes it): "
+            f"{describe_failure(error)}"
+        ) from None
+    failpoints.reached("postgres-committed")
+    return result

@@ -1,0 +1,277 @@
+"""The batch run's Spark work: classify the raw rows, then write curated, quarantine and the
+summary rows' input, in the order that keeps every crash recoverable:
+curated commit -> quarantine commit -> (the caller) summary + run record in one PostgreSQL
+transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.adapters import delta, jdbc, object_store
+from jobs.config.settings import Settings
+from jobs.core.contracts import check_change_feed, check_curated_table
+from jobs.core.currencies import ISO_4217_CODES
+from jobs.core.models import FULL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
+from jobs.core.planning import Plan
+from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
+from jobs.core.transforms import (
+    add_lineage,
+    add_rejection_reasons,
+    changed_dates,
+    curated_rows,
+    daily_category_summary,
+    event_date_between,
+    flag_superseded_duplicates,
+    join_lookup,
+    quarantined_rows,
+    raw_changes_as_rows,
+    run_counts,
+    superseded_rows,
+    top_unmatched,
+)
+from jobs.runs import failpoints
+
+log = logging.getLogger("enrich.batch")
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a run committed to Delta, and the summary rows that go with it."""
+
+    counts: RunCounts
+    top_unmatched: list[tuple[str, int]]
+    curated_version: int
+    quarantine_version: int | None
+    summary: list[SummaryRow]
+    dates: list[date] | None  # the event dates whose summary rows are replaced; None: all
+
+
+@dataclass(frozen=True)
+class QuarantineSync:
+    version: int | None
+    replaced: int
+    dates: list[date]
+
+
+def classify_rows(
+    raw: DataFrame, lookups: Sequence[DataFrame], settings: Settings, run_id: str, as_of: datetime
+) -> DataFrame:
+    """Every raw row with its rejection reasons, duplicate flag, lookup columns and lineage."""
+    classified = raw.transform(
+        add_rejection_reasons(as_of, settings.max_future_minutes, ISO_4217_CODES)
+    ).transform(flag_superseded_duplicates)
+    for spec, lookup in zip(settings.lookups, lookups, strict=True):
+        classified = classified.transform(join_lookup(lookup, spec))
+    return classified.transform(add_lineage(run_id, as_of))
+
+
+class BatchWrites:
+    """One run's Spark reads and Delta writes. ``before_commit`` is called before every commit
+    (the caller checks there that it still holds the writer lock)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        plan: Plan,
+        synced: SyncedRun | None,
+        start: RunStart,
+        before_commit: Callable[[], None],
+    ) -> None:
+        self.spark = spark
+        self.settings = settings
+        self.tables = settings.tables
+        self.plan = plan
+        self.synced = synced
+        self.start = start
+        self.before_commit = before_commit
+        self.note = f"run_id={start.run_id} mode={plan.mode}"
+
+    def execute(self, curated_latest: int | None) -> Written:
+        """``curated_latest``: the curated table's version the plan was made from."""
+        plan = self.plan
+        counts, top = RunCounts(0, 0, 0, 0, 0), list[tuple[str, int]]()
+        curated_version, quarantine_version = curated_latest, None
+        has_new_rows = plan.raw_version_from is None or plan.raw_version_from <= plan.raw_version_to
+        lookups: list[DataFrame] = []
+        cached: DataFrame | None = None
+        classified: DataFrame | None = None
+        try:
+            if has_new_rows:
+                lookups = self._lookups()
+                cached = self._classified(lookups).persist(StorageLevel.MEMORY_AND_DISK)
+                classified = cached
+                if plan.mode == RANGE:
+                    assert plan.date_range is not None
+                    classified = classified.transform(event_date_between(*plan.date_range))
+                log.info("validating, de-duplicating and joining %d lookups", len(lookups))
+                counts, top = self._counts(classified)
+                failpoints.reached("batch-classified")
+                outputs = [o for spec in self.settings.lookups for o in spec.columns.values()]
+                curated = classified.transform(curated_rows(outputs))
+                if plan.mode == FULL:
+                    curated_version, quarantine_version = self._write_full(classified, curated)
+                else:
+                    curated_version = self._write_curated(curated)
+            dates: list[date] | None = None
+            if plan.mode != FULL:
+                assert curated_version is not None
+                synced = self._sync_quarantine_and_dates(classified, curated_version)
+                quarantine_version, dates = synced.version, synced.dates
+                counts = dataclasses.replace(counts, rows_replaced=synced.replaced)
+        finally:
+            if cached is not None:
+                cached.unpersist()
+            for lookup in lookups:
+                lookup.unpersist()
+        assert curated_version is not None
+        summary = self._summary(curated_version, dates)
+        return Written(counts, top, curated_version, quarantine_version, summary, dates)
+
+    def _lookups(self) -> list[DataFrame]:
+        fetchsize = self.settings.jdbc_fetchsize
+        lookups = []
+        for spec in self.settings.lookups:
+            log.info("reading lookup %s over JDBC (fetchsize %d)", spec.table, fetchsize)
+            lookup = jdbc.read_lookup(self.spark, self.settings.postgres, spec, fetchsize)
+            lookups.append(lookup.persist())
+        return lookups
+
+    def _classified(self, lookups: list[DataFrame]) -> DataFrame:
+        plan, raw_path = self.plan, self.tables.raw
+        first = plan.raw_version_from if plan.mode != RANGE else 0
+        assert first is not None
+        log.info("reading raw table %s, versions %d..%d", raw_path, first, plan.raw_version_to)
+        changes = delta.read_changes(self.spark, raw_path, first, plan.raw_version_to)
+        raw = changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
+        return classify_rows(
+            raw, lookups, self.settings, self.start.run_id, self.start.started_at
+        ).transform(failpoints.fail_first_task_attempts)
+
+    def _counts(self, classified: DataFrame) -> tuple[RunCounts, list[tuple[str, int]]]:
+        first_lookup = self.settings.lookups[0]
+        counts_row = classified.transform(run_counts(first_lookup)).first()
+        assert counts_row is not None  # an aggregate without grouping always has one row
+        counts = RunCounts(**counts_row.asDict())
+        top = [
+            (str(r["value"]), int(r["count"]))
+            for r in classified.transform(top_unmatched(first_lookup)).collect()
+        ]
+        log.info(
+            "rows read %d: curated %d (unmatched %d), quarantined %d, duplicates %d",
+            counts.rows_read,
+            counts.rows_curated,
+            counts.rows_unmatched,
+            counts.rows_quarantined,
+            counts.rows_duplicate,
+        )
+        return counts, top
+
+    def _write_full(self, classified: DataFrame, curated: DataFrame) -> tuple[int, int]:
+        """Both tables replaced; their new versions (curated, quarantine)."""
+        self.before_commit()
+        failpoints.reached("before-curated-commit")
+        log.info("replacing curated table %s", self.tables.curated)
+        # One shuffle by date before a partitioned write: a few files per date, not one per task.
+        version = delta.overwrite(
+            curated.repartition("event_date"), self.tables.curated, self.note, ["event_date"]
+        )
+        failpoints.reached("curated-committed")
+        self.before_commit()
+        log.info("replacing quarantine table %s", self.tables.quarantine)
+        quarantine_version = delta.overwrite(
+            classified.transform(quarantined_rows), self.tables.quarantine, self.note
+        )
+        failpoints.reached("quarantine-committed")
+        return version, quarantine_version
+
+    def _write_curated(self, curated: DataFrame) -> int:
+        plan, path = self.plan, self.tables.curated
+        existing = delta.table_schema(self.spark, path)
+        assert existing is not None  # the plan is a full rebuild where curated is missing
+        check_curated_table(path, existing, curated.schema)
+        self.before_commit()
+        failpoints.reached("before-curated-commit")
+        if plan.mode == RANGE:
+            assert plan.date_range is not None
+            first, last = plan.date_range
+            log.info("replacing event dates %s..%s of curated table %s", first, last, path)
+            version = delta.overwrite(
+                curated.repartition("event_date"),
+                path,
+                self.note,
+                ["event_date"],
+                replace_where=f"event_date >= '{first}' AND event_date <= '{last}'",
+            )
+        else:
+            log.info("merging into curated table %s by transaction_id", path)
+            version = delta.upsert(curated, path, "transaction_id", self.note)
+        failpoints.reached("curated-committed")
+        return version
+
+    def _sync_quarantine_and_dates(
+        self, classified: DataFrame | None, curated_version: int
+    ) -> QuarantineSync:
+        """Quarantine the batch's rejects and every curated row replaced since the summary was
+        last in step, and list the event dates whose summary rows must be rewritten.
+
+        Working from the curated change feed since the last synced version, not from this
+        run's own commit, is what lets a run finish the work of one that died after its
+        curated commit: that commit's replaced rows and dates are in the feed too."""
+        assert self.synced is not None and self.synced.curated_version is not None
+        since = self.synced.curated_version
+        quarantine = classified.transform(quarantined_rows) if classified is not None else None
+        if curated_version <= since:
+            return QuarantineSync(self._insert_quarantine(quarantine), 0, [])
+        path = self.tables.curated
+        check_change_feed(path, delta.table_properties(self.spark, path))
+        changes = delta.read_changes(self.spark, path, since + 1, curated_version).persist()
+        try:
+            superseded = changes.transform(
+                superseded_rows(self.start.run_id, self.start.started_at)
+            ).persist()
+            replaced = superseded.count()
+            dates = sorted(r["event_date"] for r in changes.transform(changed_dates).collect())
+            if replaced:
+                quarantine = (
+                    superseded if quarantine is None else quarantine.unionByName(superseded)
+                )
+            version = self._insert_quarantine(quarantine)
+            superseded.unpersist()
+        finally:
+            changes.unpersist()
+        return QuarantineSync(version, replaced, dates)
+
+    def _insert_quarantine(self, quarantine: DataFrame | None) -> int | None:
+        path = self.tables.quarantine
+        if quarantine is None:
+            version = object_store.table_version(self.settings.s3, path)
+        else:
+            self.before_commit()
+            log.info("adding rejected and replaced rows to quarantine table %s", path)
+            version = delta.insert_missing(quarantine, path, "_record_id", self.note)
+        failpoints.reached("quarantine-committed")
+        return version
+
+    def _summary(self, curated_version: int, dates: list[date] | None) -> list[SummaryRow]:
+        committed = delta.read_version(self.spark, self.tables.curated, curated_version)
+        if dates is not None:
+            committed = committed.filter(F.col("event_date").isin(dates))
+        log.info(
+            "computing the daily summary for %s",
+            "every date" if dates is None else f"{len(dates)} changed date(s)",
+        )
+        summary = [
+            SummaryRow(**row.asDict())
+            for row in committed.transform(daily_category_summary).collect()
+        ]
+        failpoints.reached("summary-computed")
+        return summary

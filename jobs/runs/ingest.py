@@ -1,0 +1,116 @@
+"""One ingest run: CSV or JSON-lines files (local paths or s3a://) appended to the raw table.
+
+Rows that cannot be parsed are not dropped: they are appended with their original text in
+``_raw_record`` and the problems in ``_parse_errors``, counted, and quarantined by the batch job.
+A CSV file whose header is not the expected one is refused as a whole. One ingest appends to a
+raw table at a time (a PostgreSQL advisory lock; Delta on S3 allows one writing driver).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.adapters import delta, object_store, writer_lock
+from jobs.config.settings import Settings
+from jobs.core.contracts import check_csv_header, check_ingest_target
+from jobs.core.errors import SourceError
+from jobs.core.schemas import CORRUPT_RECORD, INPUT_SCHEMA
+from jobs.core.transforms import parse_input_records
+from jobs.runs.cli import describe_failure
+
+JOB_NAME = "ingest"
+FORMATS = ("csv", "jsonl")
+log = logging.getLogger("enrich.ingest")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    paths: tuple[str, ...]
+    file_format: str
+    wait_for_lock: float = 0.0
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    ingest_id: str
+    rows_appended: int
+    rows_unparsed: int
+    raw_version: int | None
+
+
+def read_input(spark: SparkSession, options: IngestOptions) -> DataFrame:
+    reader = (
+        spark.read.schema(INPUT_SCHEMA)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
+    )
+    try:
+        if options.file_format == "csv":
+            for file, header in first_lines(spark, options.paths):
+                check_csv_header(file, header)
+            return reader.option("header", "true").csv(list(options.paths))
+        return reader.json(list(options.paths))
+    except AnalysisException as error:
+        raise SourceError(f"cannot read input: {describe_failure(error)}") from None
+
+
+def first_lines(spark: SparkSession, paths: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(file, first line) of every file under ``paths``."""
+    rows = (
+        spark.read.text(list(paths))
+        .filter(F.col("_metadata.file_block_start") == 0)  # the split that holds line 1
+        .select(F.col("_metadata.file_path").alias("file"), F.col("value"))
+        .groupBy("file")
+        .agg(F.first("value").alias("header"))
+        .collect()
+    )
+    return [(str(row["file"]), row["header"]) for row in rows]
+
+
+def run(spark: SparkSession, settings: Settings, options: IngestOptions) -> IngestResult:
+    raw = settings.tables.raw
+    object_store.check_buckets(settings.s3, [raw])
+    ingest_id = str(uuid.uuid4())
+    with writer_lock.hold(
+        settings.postgres, [raw], f"{JOB_NAME} {ingest_id}", options.wait_for_lock, log.info
+    ):
+        return _ingest(spark, settings, options, ingest_id)
+
+
+def _ingest(
+    spark: SparkSession, settings: Settings, options: IngestOptions, ingest_id: str
+) -> IngestResult:
+    raw = settings.tables.raw
+    ingested_at = datetime.now(UTC)
+    log.info("reading %d input path(s) as %s", len(options.paths), options.file_format)
+    parsed = (
+        read_input(spark, options)
+        .transform(parse_input_records(F.col("_metadata.file_path"), ingest_id, ingested_at))
+        .cache()
+    )
+    try:
+        counts = parsed.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(F.when(F.size("_parse_errors") > 0, 1).otherwise(0)).alias("unparsed"),
+        ).first()
+        assert counts is not None
+        rows, unparsed = int(counts["rows"]), int(counts["unparsed"] or 0)
+        if rows == 0:
+            log.info("no rows in the input; raw table left unchanged")
+            return IngestResult(ingest_id, 0, 0, object_store.table_version(settings.s3, raw))
+        check_ingest_target(raw, delta.table_schema(spark, raw), parsed.schema)
+        log.info("appending %d rows (%d could not be parsed) to %s", rows, unparsed, raw)
+        version = delta.append(
+            parsed, raw, f"ingest_id={ingest_id}", new_table_properties=delta.RAW_TABLE_PROPERTIES
+        )
+    finally:
+        parsed.unpersist()
+    return IngestResult(ingest_id, rows, unparsed, version)
