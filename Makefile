@@ -10,7 +10,7 @@ DB_ROLE ?= reporting
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
 .PHONY: help setup up down status seed demo generate ingest submit-batch spark-sql psql \
-        package cluster-up cluster-down test test-faults test-unit bench check fmt clean clean-state
+        package cluster-up cluster-down test test-quick test-faults test-unit bench check fmt clean clean-state
 
 help: ## List the targets
 	@echo "Spark enrichment jobs with a Postgres reference store"
@@ -49,7 +49,7 @@ ingest: setup ## Append FILES (csv/jsonl, local or s3a://) to the raw Delta tabl
 	@test -n "$(FILES)" || { echo "usage: make ingest FILES='a.csv b.jsonl'" >&2; exit 2; }
 	@$(RUN) scripts/submit.sh ingest $(FILES)
 
-submit-batch: setup ## spark-submit the batch enrichment job (ARGS=--force, SPARK_MASTER=spark://...)
+submit-batch: setup ## spark-submit the batch enrichment job (ARGS=--full, SPARK_MASTER=spark://...)
 	@$(RUN) scripts/submit.sh batch_enrich $(ARGS)
 
 spark-sql: setup ## spark-sql with the tables by name; SQL="..." runs one statement
@@ -68,12 +68,16 @@ psql: ## psql as the read-only reporting role (DB_ROLE=pipeline|admin); SQL="...
 	@if [ -n "$(SQL)" ]; then $(RUN) scripts/psql.sh --role=$(DB_ROLE) -X -c "$(SQL)"; else $(RUN) scripts/psql.sh --role=$(DB_ROLE); fi
 
 test: export ENRICH_STACK = local
-test: up ## Run every test (unit, integration, end to end) against the local stack
+test: up ## Run every test (unit, integration, system) against the local stack; prints where the time went
 	@$(RUN) $(PY) -m pytest
 
+test-quick: export ENRICH_STACK = local
+test-quick: up ## The inner loop: unit tests plus one end-to-end run on the local stack (~4 min)
+	@$(RUN) $(PY) -m pytest tests/unit tests/integration/test_pipeline.py
+
 test-faults: export ENRICH_STACK = local
-test-faults: up ## Run only the fault suite (kills runs, stops servers, bad inputs)
-	@$(RUN) $(PY) -m pytest -m faults tests/integration
+test-faults: up ## Run only the fault suite (kills runs, stops servers, bad inputs, drift)
+	@$(RUN) $(PY) -m pytest -m faults tests/integration tests/system
 
 test-unit: setup ## Run the unit tests only (no servers needed)
 	@$(RUN) $(PY) -m pytest tests/unit

@@ -60,7 +60,8 @@ def value(key: str) -> str:
     jars = jar_coordinates(project)
     values: dict[str, str] = {
         "cache-dir": str(cache_dir()),
-        "venv-key": f"py{sys.version_info.major}{sys.version_info.minor}-{short_hash(requirements)}",
+        "venv-key": f"py{sys.version_info.major}{sys.version_info.minor}-"
+        f"{short_hash(sorted(requirements))}",
         "python-requirements": "\n".join(requirements),
         # What a Spark image that already has pyspark needs to run the jobs.
         "runtime-requirements": "\n".join(

@@ -10,8 +10,10 @@ with MinIO's root user in AWS_* (when MINIO_ROOT_* is set); the jobs under test 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -22,6 +24,10 @@ from jobs.config.settings import s3_from_env
 from scripts.versions import value as pinned
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The real local stack's fixtures (databases, buckets, keys) and the fault suite's states, for
+# the integration and system tests.
+pytest_plugins = ["tests.stack", "tests.harness"]
 
 
 def _jar_paths() -> str:
@@ -64,3 +70,31 @@ def spark() -> Iterator[SparkSession]:
                 os.environ[name] = value
     yield session
     session.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Where the time went, per test file (set-up, call and tear-down of its tests added up),
+    so that a change can see what its tests cost. pytest's --durations lists single tests."""
+    per_file: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid = getattr(report, "nodeid", "")
+            duration = getattr(report, "duration", None)
+            if not nodeid or duration is None:
+                continue
+            path = nodeid.split("::", 1)[0]
+            per_file[path] += float(duration)
+            if getattr(report, "when", "") == "call":
+                counts[path] += 1
+    if not per_file:
+        return
+    total = sum(per_file.values())
+    terminalreporter.write_sep("=", "time per test file")
+    for path, seconds in sorted(per_file.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(
+            f"{seconds / 60:7.1f} min {100 * seconds / total:5.1f}%  {counts[path]:4d} tests  {path}"
+        )
+    terminalreporter.write_line(
+        f"{total / 60:7.1f} min in all (a shared fixture counts where it is first set up)"
+    )

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
 
 from jobs.core.contracts import APPEND_ONLY, CHANGE_FEED
 
@@ -30,20 +29,6 @@ OUTPUT_TABLE_PROPERTIES = {CHANGE_FEED: "true"}
 
 def table_exists(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
-
-
-def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
-    # SHOW TBLPROPERTIES reads the snapshot's metadata; DeltaTable.detail() runs a Spark job.
-    quoted = path.replace("`", "``")
-    rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{quoted}`").collect()
-    return {str(r["key"]): str(r["value"]) for r in rows}
-
-
-def table_schema(spark: SparkSession, path: str) -> StructType | None:
-    """The table's columns, or None where there is no table."""
-    if not table_exists(spark, path):
-        return None
-    return DeltaTable.forPath(spark, path).toDF().schema
 
 
 def read_version(spark: SparkSession, path: str, version: int) -> DataFrame:

@@ -81,7 +81,7 @@ class PipelineState:
     unfinished: list[UnfinishedRun]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunStart:
     """What a run records when it starts: what it covers, and why."""
 
@@ -98,31 +98,20 @@ class RunStart:
     message: str = ""
 
     def finished(self, status: str, ended_at: datetime, **outcome: Any) -> RunResult:
-        """The result of this run: ``status`` succeeded or noop, ``outcome`` RunResult's fields."""
-        started = {f.name: getattr(self, f.name) for f in fields(self)}
+        """This run's result: ``status`` succeeded or noop, ``outcome`` the other RunResult fields."""
+        started = {f.name: getattr(self, f.name) for f in fields(RunStart)}
         return RunResult(**{**started, "status": status, "ended_at": ended_at, **outcome})
 
 
-@dataclass(frozen=True)
-class RunResult:
+@dataclass(frozen=True, kw_only=True)
+class RunResult(RunStart):
     """A run that finished its work."""
 
-    run_id: str
     status: str  # succeeded | noop
-    mode: str
-    started_at: datetime
     ended_at: datetime
-    raw_table: str
-    curated_table: str
-    quarantine_table: str
-    raw_version_from: int | None
-    raw_version_to: int
-    date_range: tuple[date, date] | None = None
     counts: RunCounts | None = None
     curated_version: int | None = None
     quarantine_version: int | None = None
     summary_rows: int = 0
     summary_dates: int | None = None  # dates rewritten; None: the whole summary
     top_unmatched: list[tuple[str, int]] = field(default_factory=list)
-    recovered: list[UnfinishedRun] = field(default_factory=list)
-    message: str = ""

@@ -1,6 +1,7 @@
-"""One batch run, as a story: gather the state (run records, table versions, lookups'
-fingerprint) without Spark, plan from it (pure), start Spark only if there is work, refuse a
-raw table it cannot process, record the start, execute, record the end.
+"""One batch run, as a story: gather the state (run records, the tables' versions, schemas and
+properties, the lookups' fingerprint) without Spark, plan from it (pure), refuse tables it
+cannot process, record the start, then start Spark only if there is work, execute, record the
+end.
 
 Incremental by default: a run reads only the raw commits made since the last successful run
 (its watermark, kept in pipeline.enrichment_runs), MERGEs the new rows into curated by
@@ -21,9 +22,10 @@ import psycopg2
 from psycopg2.extensions import connection as Connection
 from pyspark.sql import SparkSession
 
-from jobs.adapters import delta, object_store, postgres, run_store, writer_lock
+from jobs.adapters import object_store, postgres, run_store, writer_lock
+from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
-from jobs.core.contracts import check_raw_table
+from jobs.core.contracts import check_change_feed, check_raw_table
 from jobs.core.errors import ServiceUnavailableError, SourceError
 from jobs.core.models import FULL, RANGE, PipelineState, RunResult, RunStart
 from jobs.core.planning import Plan, plan_run
@@ -48,33 +50,41 @@ class Gathered:
     """Everything a run is planned from, read without Spark."""
 
     pipeline: PipelineState
-    raw_version: int
-    curated_version: int | None
+    raw: TableSnapshot
+    curated: TableSnapshot | None
     lookup_fingerprint: str
+
+    @property
+    def curated_version(self) -> int | None:
+        return None if self.curated is None else self.curated.version
 
 
 def gather(conn: Connection, settings: Settings) -> Gathered:
     tables = settings.tables
     pipeline = run_store.pipeline_state(conn, tables.curated)
-    raw_version = object_store.table_version(settings.s3, tables.raw)
-    if raw_version is None:
+    raw = object_store.table_snapshot(settings.s3, tables.raw)
+    if raw is None:
         raise SourceError(
             f"no raw Delta table at {tables.raw}; land data first "
             "(make ingest FILES=... or make demo)"
         )
     return Gathered(
         pipeline,
-        raw_version,
-        object_store.table_version(settings.s3, tables.curated),
+        raw,
+        object_store.table_snapshot(settings.s3, tables.curated),
         run_store.lookup_fingerprint(conn, settings.lookups),
     )
 
 
-def needs_spark(plan: Plan, found: Gathered, settings: Settings) -> bool:
-    """A no-op on the raw table the last successful run read needs no Spark: that table has no
-    commit since, and that run checked it. Any other raw table is checked, so Spark starts."""
-    synced = found.pipeline.synced
-    return not (plan.noop and synced is not None and synced.raw_table == settings.tables.raw)
+def check_tables(plan: Plan, found: Gathered, settings: Settings) -> None:
+    """Refuse, by name and before anything is written, tables this run cannot process: a raw
+    table not in the expected shape, a curated table without the change feed that a run
+    merging into it reads back."""
+    raw = found.raw
+    check_raw_table(raw.path, raw.schema, raw.properties, settings.new_raw_columns)
+    if plan.mode != FULL:
+        assert found.curated is not None  # the plan is a full rebuild where curated is missing
+        check_change_feed(found.curated.path, found.curated.properties)
 
 
 def describe_unfinished(state: PipelineState) -> str:
@@ -125,15 +135,6 @@ def run_start(
     )
 
 
-def check_raw(spark: SparkSession, settings: Settings) -> None:
-    path = settings.tables.raw
-    schema = delta.table_schema(spark, path)
-    if schema is None:
-        raise SourceError(f"no raw Delta table at {path}")
-    properties = delta.table_properties(spark, path)
-    check_raw_table(path, schema, properties, settings.new_raw_columns)
-
-
 def run(
     start_spark: Callable[[], SparkSession], settings: Settings, options: BatchOptions
 ) -> RunResult:
@@ -155,14 +156,12 @@ def run(
             found = gather(conn, settings)
             plan = plan_run(
                 found.pipeline,
-                found.raw_version,
+                found.raw.version,
                 found.curated_version,
                 options.full,
                 options.date_range,
             )
-            spark = start_spark() if needs_spark(plan, found, settings) else None
-            if spark is not None:
-                check_raw(spark, settings)
+            check_tables(plan, found, settings)
             if found.pipeline.unfinished:
                 log.warning("recovering: %s", describe_unfinished(found.pipeline))
             log.info("run %s: %s (%s)", run_id, plan.mode, plan.reason)
@@ -172,9 +171,9 @@ def run(
             run_store.mark_crashed(conn, crashed, run_id)
             failpoints.reached("run-started")
             try:
-                if spark is None or plan.noop:
+                if plan.noop:  # decided without Spark, and needs none
                     return record_noop(conn, settings, start, found)
-                return execute(conn, lock, spark, settings, plan, start, found)
+                return execute(conn, lock, start_spark(), settings, plan, start, found)
             except BaseException as error:
                 if not run_store.record_failure(settings.postgres, run_id, describe_failure(error)):
                     log.warning(
@@ -217,7 +216,7 @@ def execute(
         found.pipeline.synced,
         start,
         before_commit=lambda: writer_lock.check_held(lock, settings.postgres),
-    ).execute(found.curated_version)
+    ).execute(found.curated)
     result = start.finished(
         "succeeded",
         datetime.now(UTC),

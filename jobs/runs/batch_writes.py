@@ -16,8 +16,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.adapters import delta, jdbc, object_store
+from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
-from jobs.core.contracts import check_change_feed, check_curated_table
+from jobs.core.contracts import check_curated_table
 from jobs.core.currencies import ISO_4217_CODES
 from jobs.core.models import FULL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
 from jobs.core.planning import Plan
@@ -95,11 +96,12 @@ class BatchWrites:
         self.before_commit = before_commit
         self.note = f"run_id={start.run_id} mode={plan.mode}"
 
-    def execute(self, curated_latest: int | None) -> Written:
-        """``curated_latest``: the curated table's version the plan was made from."""
+    def execute(self, curated: TableSnapshot | None) -> Written:
+        """``curated``: the curated table as the plan saw it (None: there is none yet)."""
         plan = self.plan
         counts, top = RunCounts(0, 0, 0, 0, 0), list[tuple[str, int]]()
-        curated_version, quarantine_version = curated_latest, None
+        curated_version = None if curated is None else curated.version
+        quarantine_version = None
         has_new_rows = plan.raw_version_from is None or plan.raw_version_from <= plan.raw_version_to
         lookups: list[DataFrame] = []
         cached: DataFrame | None = None
@@ -116,11 +118,13 @@ class BatchWrites:
                 counts, top = self._counts(classified)
                 failpoints.reached("batch-classified")
                 outputs = [o for spec in self.settings.lookups for o in spec.columns.values()]
-                curated = classified.transform(curated_rows(outputs))
+                rows = classified.transform(curated_rows(outputs))
                 if plan.mode == FULL:
-                    curated_version, quarantine_version = self._write_full(classified, curated)
+                    curated_version, quarantine_version = self._write_full(classified, rows)
                 else:
-                    curated_version = self._write_curated(curated)
+                    assert curated is not None  # the plan is a full rebuild where it is missing
+                    check_curated_table(curated.path, curated.schema, rows.schema)
+                    curated_version = self._write_curated(rows)
             dates: list[date] | None = None
             if plan.mode != FULL:
                 assert curated_version is not None
@@ -195,9 +199,6 @@ class BatchWrites:
 
     def _write_curated(self, curated: DataFrame) -> int:
         plan, path = self.plan, self.tables.curated
-        existing = delta.table_schema(self.spark, path)
-        assert existing is not None  # the plan is a full rebuild where curated is missing
-        check_curated_table(path, existing, curated.schema)
         self.before_commit()
         failpoints.reached("before-curated-commit")
         if plan.mode == RANGE:
@@ -231,8 +232,7 @@ class BatchWrites:
         quarantine = classified.transform(quarantined_rows) if classified is not None else None
         if curated_version <= since:
             return QuarantineSync(self._insert_quarantine(quarantine), 0, [])
-        path = self.tables.curated
-        check_change_feed(path, delta.table_properties(self.spark, path))
+        path = self.tables.curated  # its change feed was checked before the run started
         changes = delta.read_changes(self.spark, path, since + 1, curated_version).persist()
         try:
             superseded = changes.transform(

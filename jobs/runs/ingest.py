@@ -106,7 +106,8 @@ def _ingest(
         if rows == 0:
             log.info("no rows in the input; raw table left unchanged")
             return IngestResult(ingest_id, 0, 0, object_store.table_version(settings.s3, raw))
-        check_ingest_target(raw, delta.table_schema(spark, raw), parsed.schema)
+        existing = object_store.table_snapshot(settings.s3, raw)
+        check_ingest_target(raw, None if existing is None else existing.schema, parsed.schema)
         log.info("appending %d rows (%d could not be parsed) to %s", rows, unparsed, raw)
         version = delta.append(
             parsed, raw, f"ingest_id={ingest_id}", new_table_properties=delta.RAW_TABLE_PROPERTIES

@@ -12,8 +12,7 @@ from botocore.exceptions import ClientError
 
 from jobs.adapters.object_store import s3_client
 from jobs.config.settings import S3Settings, s3_from_env
-
-from .conftest import delete_bucket
+from tests.stack import delete_bucket
 
 pytestmark = pytest.mark.integration
 

@@ -197,7 +197,7 @@ def test_default_privileges_cover_a_table_added_later(
 
 
 def test_seeding_twice_keeps_the_privileges(test_db_env: dict[str, str]) -> None:
-    from .conftest import run_seed
+    from tests.stack import run_seed
 
     again = run_seed(test_db_env)
     assert again.returncode == 0, again.stderr

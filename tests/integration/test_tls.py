@@ -20,8 +20,7 @@ from jobs.adapters.jdbc import read_lookup
 from jobs.config.postgres_url import PostgresTarget, parse_postgres_url, target_from_env
 from jobs.config.settings import Settings
 from jobs.runs.cli import describe_failure
-
-from .conftest import ROOT
+from tests.stack import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from jobs.adapters.object_store import newest_version
 from jobs.core.errors import ConfigError
 from jobs.core.models import FULL, INCREMENTAL, RANGE, PipelineState, SyncedRun, UnfinishedRun
 from jobs.core.planning import plan_run
@@ -97,21 +96,3 @@ def test_date_ranges_that_cannot_be_honoured_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         plan_run(current, raw_latest, 10, full=full, date_range=dates)
-
-
-def test_the_newest_version_in_a_delta_log_listing() -> None:
-    names = [
-        "00000000000000000009.json",
-        "00000000000000000010.checkpoint.parquet",
-        "00000000000000000010.json",
-        "00000000000000000011.crc",
-        "00000000000000000011.json",
-        ".00000000000000000012.json.tmp",
-        "00000000000000000012.json.tmp",
-        "_last_checkpoint",
-        "_commits/",
-    ]
-    assert newest_version(names) == 11
-    assert newest_version(["00000000000000000004.checkpoint.0000000001.0000000002.parquet"]) == 4
-    assert newest_version(["_last_checkpoint", "00000000000000000001.crc"]) is None
-    assert newest_version([]) is None

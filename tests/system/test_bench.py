@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, ScratchBucket
+from tests.stack import ROOT, ScratchBucket
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Fixtures on the real local stack (make up): a fresh test database seeded from reference_sql/,
+"""Fixtures on the real local stack (make up), for the integration and system tests: a fresh test database seeded from reference_sql/,
 and one bucket per test so tests never see each other's tables or the demo's.
 
 Roles as in production: jobs log in as the pipeline role and use a MinIO key of their own (the
@@ -25,10 +25,8 @@ from jobs.config.postgres_url import PostgresTarget, env_for_database, target_fr
 from jobs.config.settings import S3Settings, Settings, TablePaths, load_settings, s3_from_env
 from scripts.minio_init import POLICY_FILE, admin_client, grant_job_user, root_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TEST_DB = "enrichment_test"
-
-pytestmark = pytest.mark.integration
 
 
 def submit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,8 @@ from psycopg2 import sql
 from jobs.adapters.object_store import s3_client
 from jobs.config.postgres_url import PostgresTarget, target_from_env
 from jobs.config.settings import S3Settings
-
-from .conftest import ROOT, ScratchBucket, delete_bucket, generate, make_job_key, submit
-from .harness import Job
+from tests.harness import Job
+from tests.stack import ROOT, ScratchBucket, delete_bucket, generate, make_job_key, submit
 
 pytestmark = pytest.mark.integration
 

@@ -1,30 +1,43 @@
-"""Tools for tests that crash runs on purpose: copies of a pipeline's whole state (bucket and
-database), jobs started in their own process group that can be paused at a failpoint and
-killed with SIGKILL, and the outputs read back for comparison."""
+"""Tools for tests of whole runs: copies of a pipeline's whole state (bucket and database), runs
+called in-process on the shared session, jobs started by spark-submit in their own process
+group that can be paused at a failpoint and killed with SIGKILL, and the outputs read back for
+comparison. The fixtures at the end build the fault suite's states S0 and clean once per test
+session; every test that damages a run starts from a copy of S0."""
 
 from __future__ import annotations
 
+import csv
+import io
+import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import psycopg2.extras
+import pytest
 from pyspark.sql import SparkSession
 
+from jobs import batch_enrich, ingest
 from jobs.adapters.object_store import s3_client
 from jobs.config.postgres_url import PostgresTarget, env_for_database, target_from_env
 from jobs.config.settings import S3Settings, Settings, load_settings
-
-from .conftest import ROOT, ScratchBucket
+from jobs.core.models import RunResult
+from jobs.core.report import format_run_summary
+from jobs.runs import batch
+from jobs.runs import ingest as ingest_run
+from jobs.runs.ingest import IngestResult
+from tests.stack import ROOT, TEST_DB, ScratchBucket, delete_bucket, generate
 
 # Columns that name the run that wrote a row; everything else must match a clean run exactly.
 RUN_COLUMNS = {"_run_id", "_enriched_at"}
@@ -84,8 +97,6 @@ def copy_pipeline(admin: PostgresTarget, s3: S3Settings, source: PipelineCopy) -
 
 
 def drop_pipeline(admin: PostgresTarget, s3: S3Settings, pipeline: PipelineCopy) -> None:
-    from .conftest import delete_bucket
-
     delete_bucket(s3, pipeline.bucket.name)
     conn = psycopg2.connect(**{**admin.psycopg2_kwargs(), "dbname": "postgres"})
     conn.autocommit = True
@@ -288,3 +299,152 @@ def stack(action: str) -> None:
         capture_output=True,
         timeout=120,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Runs called in-process, on the tests' shared SparkSession
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    """The jobs' log lines (logger ``enrich``) while the block runs, as a job would print them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("enrich")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@dataclass(frozen=True)
+class InProcessRun:
+    result: RunResult
+    output: str  # the log lines and the run summary, as spark-submit would have printed them
+
+
+def run_batch_here(
+    spark: SparkSession, env: dict[str, str], *args: str, tables: Any = None
+) -> InProcessRun:
+    """jobs/batch_enrich.py's ``run`` with the arguments ``args`` and the settings ``env`` gives,
+    on ``spark``: what `make submit-batch` does, without a JVM of its own."""
+    settings = load_settings(env)
+    if tables is not None:
+        settings = replace(settings, tables=tables)
+    options = batch_enrich.parse_args(list(args))
+    with captured_log() as log:
+        result = batch.run(lambda: spark, settings, options)
+    return InProcessRun(result, log.getvalue() + format_run_summary(result))
+
+
+def ingest_here(spark: SparkSession, env: dict[str, str], *args: str) -> IngestResult:
+    """jobs/ingest.py's ``run`` with the arguments ``args``, on ``spark``."""
+    return ingest_run.run(spark, load_settings(env), ingest.parse_args(list(args)))
+
+
+# --------------------------------------------------------------------------------------------
+# The fault suite's ground: state S0 (batch 1 processed, batch 2 ingested, not processed) and
+# the clean run from it, built once per test session
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ground:
+    s0: PipelineCopy
+    s0_outputs: Outputs
+    clean: PipelineCopy
+    clean_outputs: Outputs
+    admin: PostgresTarget
+    s3: S3Settings
+    work: Path
+
+
+def write_corrections(batch1: Path, out: Path, fresh: Path) -> None:
+    """Batch 2: new rows plus 60 of batch 1's ids again, with a new amount, three days later."""
+    with batch1.open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["transaction_id"].startswith("TXN-")]
+    corrected = []
+    for row in rows[:300:5]:
+        if not re.fullmatch(r"\d+\.\d\d", row["amount"]) or not row["event_ts"].endswith("Z"):
+            continue
+        day = int(row["event_ts"][8:10])
+        corrected.append(
+            {
+                **row,
+                "amount": f"{float(row['amount']) + 1:.2f}",
+                "event_ts": f"{row['event_ts'][:8]}{day + 3:02d}{row['event_ts'][10:]}",
+            }
+        )
+    with fresh.open() as handle:
+        new = list(csv.DictReader(handle))
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(new[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(new + corrected)
+
+
+@pytest.fixture(scope="session")
+def ground(
+    spark: SparkSession,
+    admin_target: PostgresTarget,
+    s3: S3Settings,
+    test_db_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Ground]:
+    work = tmp_path_factory.mktemp("faults")
+    generate(work / "batch1.csv", 600, 21)
+    generate(work / "fresh.csv", 200, 22)
+    write_corrections(work / "batch1.csv", work / "batch2.csv", work / "fresh.csv")
+    s0 = new_pipeline(admin_target, s3, test_db_env, TEST_DB)
+    ingest_here(spark, s0.env, str(work / "batch1.csv"))
+    run_batch_here(spark, s0.env)
+    ingest_here(spark, s0.env, str(work / "batch2.csv"))
+    s0_outputs = read_outputs(spark, s0)
+    clean = copy_pipeline(admin_target, s3, s0)
+    clean_run = run_batch_here(spark, clean.env)
+    assert "SUCCEEDED (incremental)" in clean_run.output
+    clean_outputs = read_outputs(spark, clean)
+    assert clean_outputs != s0_outputs
+    yield Ground(s0, s0_outputs, clean, clean_outputs, admin_target, s3, work)
+    drop_pipeline(admin_target, s3, clean)
+    drop_pipeline(admin_target, s3, s0)
+
+
+@pytest.fixture()
+def pipeline(ground: Ground) -> Iterator[PipelineCopy]:
+    """A copy of S0 for one test to damage."""
+    copy = copy_pipeline(ground.admin, ground.s3, ground.s0)
+    yield copy
+    drop_pipeline(ground.admin, ground.s3, copy)
+
+
+def assert_between_s0_and_clean(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    """After a fault: every output still readable, each one as S0 left it or as the clean run."""
+    now = read_outputs(spark, pipeline)
+    assert now.curated in (ground.s0_outputs.curated, ground.clean_outputs.curated)
+    assert now.quarantine in (ground.s0_outputs.quarantine, ground.clean_outputs.quarantine)
+    assert now.summary in (ground.s0_outputs.summary, ground.clean_outputs.summary)
+
+
+def assert_converges(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy, recovering: bool = True
+) -> InProcessRun:
+    """The next run (in-process: the recovery needs no process of its own) ends in exactly the
+    clean run's outputs."""
+    assert_between_s0_and_clean(spark, ground, pipeline)
+    after = run_batch_here(spark, pipeline.env)
+    if recovering:
+        assert "recovering: run" in after.output
+    outputs = read_outputs(spark, pipeline)
+    assert outputs.curated == ground.clean_outputs.curated
+    assert outputs.quarantine == ground.clean_outputs.quarantine
+    assert outputs.summary == ground.clean_outputs.summary
+    return after

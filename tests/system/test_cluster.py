@@ -17,8 +17,7 @@ from pyspark.sql import SparkSession
 from jobs.adapters.object_store import s3_client
 from jobs.config.postgres_url import target_from_env
 from jobs.config.settings import S3Settings
-
-from .conftest import ROOT, ScratchBucket, delete_bucket, generate, submit
+from tests.stack import ROOT, ScratchBucket, delete_bucket, generate, submit
 
 pytestmark = pytest.mark.integration
 

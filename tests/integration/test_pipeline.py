@@ -1,13 +1,13 @@
-"""End to end: generate -> ingest -> batch job, through scripts/submit.sh (what `make ingest` and
-`make submit-batch` run), then the design's invariants checked by querying the outputs."""
+"""End to end in-process: generate -> ingest -> batch run, each called as the jobs call it (the
+entry points' argument parsing, ``run`` on the shared session), then the design's invariants
+checked by querying the outputs. The same flow through spark-submit is `make demo`, the
+cluster test and the fault suite (tests/system)."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import psycopg2
 import pytest
@@ -15,11 +15,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.adapters import jdbc, object_store
-from jobs.adapters.object_store import s3_client
 from jobs.config.settings import S3Settings, Settings, load_settings
 from jobs.core.transforms import daily_category_summary
-
-from .conftest import ScratchBucket, delete_bucket, generate, submit
+from tests.harness import InProcessRun, ingest_here, run_batch_here
+from tests.stack import ScratchBucket, delete_bucket, generate
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +27,17 @@ pytestmark = pytest.mark.integration
 class Pipeline:
     env: dict[str, str]
     settings: Settings
-    batch: subprocess.CompletedProcess[str]
+    batch: InProcessRun
 
 
 @pytest.fixture(scope="module")
 def pipeline(
-    tmp_path_factory: pytest.TempPathFactory, test_db_env: dict[str, str], s3: S3Settings
+    spark: SparkSession,
+    tmp_path_factory: pytest.TempPathFactory,
+    test_db_env: dict[str, str],
+    s3: S3Settings,
 ) -> Iterator[Pipeline]:
-    client = s3_client(s3)
+    client = object_store.s3_client(s3)
     bucket = ScratchBucket(f"test-e2e-{uuid.uuid4().hex[:12]}")
     client.create_bucket(Bucket=bucket.name)
     env = {**test_db_env, **bucket.env()}
@@ -45,15 +47,11 @@ def pipeline(
     # One input from a local path, one from the object store.
     client.upload_file(str(data / "batch.jsonl"), bucket.name, "incoming/batch.jsonl")
     for source in (str(data / "batch.csv"), f"s3a://{bucket.name}/incoming/batch.jsonl"):
-        landed = submit(env, "ingest", source)
-        assert landed.returncode == 0, landed.stdout[-3000:] + landed.stderr[-3000:]
+        assert ingest_here(spark, env, source).rows_appended > 0
     # The same CSV again: a file ingested twice must not double anything downstream.
-    again = submit(env, "ingest", str(data / "batch.csv"))
-    assert again.returncode == 0, again.stderr[-3000:]
-    batch = submit(env, "batch_enrich")
-    assert batch.returncode == 0, batch.stderr[-3000:]
-    settings = replace(load_settings(env), tables=bucket.tables)
-    yield Pipeline(env, settings, batch)
+    ingest_here(spark, env, str(data / "batch.csv"))
+    batch = run_batch_here(spark, env)
+    yield Pipeline(env, load_settings(env), batch)
     delete_bucket(s3, bucket.name)
 
 
@@ -65,7 +63,10 @@ def tables(spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFram
 
 def latest_run(settings: Settings) -> dict[str, object]:
     with psycopg2.connect(**settings.postgres.psycopg2_kwargs()) as conn, conn.cursor() as cur:
-        cur.execute("SELECT * FROM enrichment_runs ORDER BY started_at DESC LIMIT 1")
+        cur.execute(
+            "SELECT * FROM enrichment_runs WHERE curated_table = %s ORDER BY started_at DESC LIMIT 1",
+            (settings.tables.curated,),
+        )
         assert cur.description is not None
         names = [column.name for column in cur.description]
         row = cur.fetchone()
@@ -74,8 +75,8 @@ def latest_run(settings: Settings) -> dict[str, object]:
 
 
 def test_batch_prints_a_run_summary(pipeline: Pipeline) -> None:
-    out = pipeline.batch.stdout
-    assert "SUCCEEDED" in out
+    out = pipeline.batch.output
+    assert "SUCCEEDED (full)" in out
     for label in (
         "rows read",
         "curated",
@@ -179,81 +180,28 @@ def test_quarantine_keeps_every_kind_of_bad_row_with_reasons(
     assert malformed.filter(F.col("_raw_record").contains("oops")).count() == malformed.count() > 0
 
 
-def test_rerun_with_no_new_data_changes_nothing(spark: SparkSession, pipeline: Pipeline) -> None:
-    settings = pipeline.settings
-    versions = (
-        object_store.table_version(settings.s3, settings.tables.curated),
-        object_store.table_version(settings.s3, settings.tables.quarantine),
-    )
-    rerun = submit(pipeline.env, "batch_enrich")
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "NOOP" in rerun.stdout and "no new raw data" in rerun.stdout
-    assert (
-        object_store.table_version(settings.s3, settings.tables.curated),
-        object_store.table_version(settings.s3, settings.tables.quarantine),
-    ) == versions
-    assert latest_run(settings)["status"] == "noop"
-
-
-# --------------------------------------------------------------------------------------------
-# Failures: one clear line, a non-zero exit, outputs untouched, no secret in the output.
-# --------------------------------------------------------------------------------------------
-
-
-def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    # spark-submit's PythonRunner merges the driver's stderr into its stdout.
-    output = result.stdout + result.stderr
-    return [line for line in output.splitlines() if " ERROR enrich: " in line]
-
-
-def test_missing_setting_is_named(pipeline: Pipeline) -> None:
-    env = {k: v for k, v in pipeline.env.items() if k != "POSTGRES_URL"}
-    result = submit(env, "batch_enrich")
-    assert result.returncode == 2
-    [line] = error_lines(result)
-    assert "POSTGRES_URL is not set" in line
-
-
-def test_postgres_down_gives_one_clear_message(spark: SparkSession, pipeline: Pipeline) -> None:
-    before = object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated)
-    target = pipeline.settings.postgres
-    closed_port_url = f"postgresql://{target.user}@{target.host}:1/{target.dbname}"
-    env = {**pipeline.env, "POSTGRES_URL": closed_port_url}
-    result = submit(env, "batch_enrich", "--full")
-    assert result.returncode == 4
-    [line] = error_lines(result)
-    assert f"cannot connect to PostgreSQL at {closed_port_url}" in line
-    assert pipeline.env["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
-    assert (
-        object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated) == before
-    )
-
-
-def test_wrong_object_store_secret_gives_one_clear_message(
+def test_rerun_with_no_new_data_changes_nothing_and_starts_no_spark(
     spark: SparkSession, pipeline: Pipeline
 ) -> None:
-    before = object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated)
-    wrong = "wrong-secret-" + uuid.uuid4().hex
-    result = submit({**pipeline.env, "AWS_SECRET_ACCESS_KEY": wrong}, "batch_enrich", "--full")
-    assert result.returncode == 4
-    [line] = error_lines(result)
-    assert "refused the credentials" in line
-    assert wrong not in result.stdout + result.stderr
-    assert (
-        object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.curated) == before
-    )
+    settings = pipeline.settings
 
+    def versions() -> tuple[int | None, int | None]:
+        return (
+            object_store.table_version(settings.s3, settings.tables.curated),
+            object_store.table_version(settings.s3, settings.tables.quarantine),
+        )
 
-def test_csv_with_a_wrong_header_is_refused_whole(
-    spark: SparkSession, pipeline: Pipeline, tmp_path: Path
-) -> None:
-    before = object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.raw)
-    bad = tmp_path / "swapped.csv"
-    bad.write_text(
-        "merchant_id,transaction_id,amount,currency,event_ts\nMER-ABC,T-1,1.00,USD,2026-11-01T00:00:00Z\n"
-    )
-    result = submit(pipeline.env, "ingest", str(bad))
-    assert result.returncode == 3
-    [line] = error_lines(result)
-    assert "swapped.csv: unexpected CSV header" in line
-    assert object_store.table_version(pipeline.settings.s3, pipeline.settings.tables.raw) == before
+    before = versions()
+    started: list[bool] = []
+
+    def start_spark() -> SparkSession:
+        started.append(True)
+        return spark
+
+    from jobs.runs import batch
+
+    rerun = batch.run(start_spark, settings, batch.BatchOptions())
+    assert rerun.status == "noop" and "no new raw data" in rerun.message
+    assert started == []
+    assert versions() == before
+    assert latest_run(settings)["status"] == "noop"

@@ -16,10 +16,9 @@ from pyspark.sql import SparkSession
 from jobs.adapters import delta, jdbc, object_store, postgres, run_store, writer_lock
 from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings, Settings
-from jobs.core.errors import ConcurrentRunError, SourceError
+from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, SourceError
 from jobs.core.models import RunCounts, RunStart, SummaryRow
-
-from .conftest import ScratchBucket, run_seed
+from tests.stack import ScratchBucket, run_seed
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +84,7 @@ def test_a_lookup_without_a_configured_column_is_refused_by_name(
 
 def test_delta_write_read_and_versions_on_s3a(spark: SparkSession, bucket: ScratchBucket) -> None:
     path = bucket.path("roundtrip")
-    assert delta.table_schema(spark, path) is None
+    assert not delta.table_exists(spark, path)
     first = spark.createDataFrame(
         [("a", Decimal("1.10"), dt.datetime(2026, 1, 1, 23, 30))],
         "id string, amount decimal(18,2), ts timestamp",
@@ -106,11 +105,11 @@ def test_delta_write_read_and_versions_on_s3a(spark: SparkSession, bucket: Scrat
     ]
 
 
-def test_latest_version_from_the_log_listing_matches_delta(
+def test_latest_version_read_without_spark_matches_spark(
     spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
 ) -> None:
-    """The batch job's no-op check lists _delta_log/ with boto3 instead of asking Spark; both
-    must name the same version, before and after a checkpoint (written every 3 commits here)."""
+    """The batch job plans from versions read with delta-rs, not Spark; both must name the same
+    version, before and after a checkpoint (written every 3 commits here)."""
     path = bucket.path("listed")
     assert object_store.table_version(s3, path) is None
     rows = spark.createDataFrame([("a", 1)], "id string, n int")
@@ -124,6 +123,12 @@ def test_latest_version_from_the_log_listing_matches_delta(
         assert history is not None
         seen.append((object_store.table_version(s3, path), history["version"]))
     assert seen == [(v, v) for v in range(8)]
+    snapshot = object_store.table_snapshot(s3, path)
+    assert snapshot is not None
+    assert snapshot.version == 7
+    assert snapshot.schema == spark.read.format("delta").load(path).schema
+    assert snapshot.properties["delta.checkpointInterval"] == "3"
+    assert object_store.table_snapshot(s3, bucket.path("none")) is None
     listing = object_store.s3_client(s3).list_objects_v2(
         Bucket=bucket.name, Prefix="listed/_delta_log/"
     )
@@ -263,3 +268,9 @@ def test_a_waiting_writer_gets_the_lock_when_the_first_ends(test_target: Postgre
     thread.join()
     assert 0.9 < waited < 10
     assert len(waits) == 1 and "first run" in waits[0]
+
+
+def test_a_table_version_from_a_store_that_is_down_is_one_clear_error(s3: S3Settings) -> None:
+    down = replace(s3, endpoint="http://127.0.0.1:1")
+    with pytest.raises(ServiceUnavailableError, match=r"object store at http://127\.0\.0\.1:1"):
+        object_store.table_version(down, "s3a://raw-data-bucket/financial_data_delta")

@@ -1,0 +1,271 @@
+"""The fault suite's cases that need no process of their own, called in-process on the shared
+session: the clean run itself, wrong credentials, bad input files, a re-enriched date range and
+schema drift. Each starts from a copy of state S0 (tests/harness.py) and ends, where the case
+allows it, with the next run converging to exactly the clean run's outputs.
+
+A refusal here is the job's own exception: its exit code and its message are what
+jobs/runs/cli.py prints as one line (tests/system/test_end_to_end.py checks that line through
+spark-submit)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.core.errors import EnrichmentError, ServiceUnavailableError, SourceError
+from jobs.core.transforms import daily_category_summary
+from tests.harness import (
+    Ground,
+    PipelineCopy,
+    assert_converges,
+    captured_log,
+    copy_pipeline,
+    drop_pipeline,
+    ingest_here,
+    read_outputs,
+    run_batch_here,
+    runs,
+)
+from tests.stack import generate
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+# --------------------------------------------------------------------------------------------
+# The clean run itself
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.faults_smoke
+def test_clean_incremental_run_equals_a_full_rebuild(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    run_batch_here(spark, pipeline.env, "--full")
+    assert read_outputs(spark, pipeline) == ground.clean_outputs
+
+
+@pytest.mark.faults_smoke
+def test_clean_run_record_counts_and_invariants(spark: SparkSession, ground: Ground) -> None:
+    first, second = runs(ground.clean)
+    assert (first["mode"], first["status"]) == ("full", "succeeded")
+    assert (second["mode"], second["status"]) == ("incremental", "succeeded")
+    assert (second["raw_version_from"], second["raw_version_to"]) == (1, 1)
+    assert second["rows_read"] == (
+        second["rows_curated"] + second["rows_quarantined"] + second["rows_duplicate"]
+    )
+    assert second["rows_replaced"] >= 30  # batch 2's corrections replaced batch 1's rows
+    assert second["details"]["top_unmatched"]
+    tables = ground.clean.bucket.tables
+    read = spark.read.format("delta").load
+    raw_ids = {r["_record_id"] for r in read(tables.raw).select("_record_id").collect()}
+    curated_ids = [r["_record_id"] for r in read(tables.curated).select("_record_id").collect()]
+    quarantined = [r["_record_id"] for r in read(tables.quarantine).select("_record_id").collect()]
+    assert len(curated_ids) + len(quarantined) == len(raw_ids)
+    assert set(curated_ids) | set(quarantined) == raw_ids
+    curated = read(tables.curated)
+    assert curated.groupBy("transaction_id").count().filter("count > 1").count() == 0
+    # A corrected id keeps only its latest record: the one from batch 2 (raw version 1).
+    corrected = curated.filter(F.col("_source_file").endswith("batch2.csv"))
+    repeated = corrected.join(
+        read(tables.raw)
+        .filter(F.col("_source_file").endswith("batch1.csv"))
+        .select("transaction_id"),
+        "transaction_id",
+    )
+    assert repeated.count() >= 30
+
+
+# --------------------------------------------------------------------------------------------
+# Wrong credentials: refused before anything is read or written
+# --------------------------------------------------------------------------------------------
+
+
+def refused(spark: SparkSession, env: dict[str, str], *args: str) -> tuple[EnrichmentError, str]:
+    """The error a run stops with, and what it logged."""
+    with captured_log() as log, pytest.raises(EnrichmentError) as caught:
+        run_batch_here(spark, env, *args)
+    return caught.value, log.getvalue()
+
+
+def test_wrong_postgres_password(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    wrong = "wrong-password-for-the-test"
+    error, log = refused(spark, {**pipeline.env, "POSTGRES_PASSWORD": wrong})
+    assert isinstance(error, ServiceUnavailableError) and error.exit_code == 4
+    assert "password authentication failed" in str(error)
+    assert wrong not in str(error) + log
+    assert_converges(spark, ground, pipeline, recovering=False)
+
+
+def test_wrong_object_store_key(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    wrong = "WRONGKEY" + "0" * 12
+    error, _ = refused(spark, {**pipeline.env, "AWS_ACCESS_KEY_ID": wrong})
+    assert isinstance(error, ServiceUnavailableError) and error.exit_code == 4
+    assert "refused the credentials" in str(error)
+    assert_converges(spark, ground, pipeline, recovering=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input files
+# --------------------------------------------------------------------------------------------
+
+
+def test_file_with_a_wrong_header_is_refused_and_changes_nothing(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    bad = ground.work / "swapped.csv"
+    bad.write_text(
+        "merchant_id,transaction_id,amount,currency,event_ts\nM,T,1.00,USD,2026-11-01T00:00:00Z\n"
+    )
+    with pytest.raises(SourceError, match="unexpected CSV header") as caught:
+        ingest_here(spark, pipeline.env, str(bad))
+    assert caught.value.exit_code == 3
+    assert_converges(spark, ground, pipeline, recovering=False)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupt"])
+def test_truncated_or_corrupt_file_rows_are_quarantined_with_reason_file_and_run(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy, kind: str
+) -> None:
+    run_batch_here(spark, pipeline.env)  # S0 -> the clean state
+    source = ground.work / f"{kind}.jsonl"
+    generate(ground.work / "extra.jsonl", 40, 77)
+    text = (ground.work / "extra.jsonl").read_bytes()
+    if kind == "truncated":
+        source.write_bytes(text[: len(text) - 25])  # the last record cut mid-way
+    else:
+        source.write_bytes(gzip.compress(text))  # compressed bytes under a .jsonl name
+    landed = ingest_here(spark, pipeline.env, str(source))
+    assert landed.rows_appended >= 1
+    job = run_batch_here(spark, pipeline.env)
+    run_id = runs(pipeline)[-1]["run_id"]
+    assert str(run_id) == job.result.run_id
+    tables = pipeline.bucket.tables
+    quarantine = spark.read.format("delta").load(tables.quarantine)
+    from_file = quarantine.filter(F.col("_source_file").endswith(f"{kind}.jsonl"))
+    malformed = from_file.filter(
+        F.exists("rejection_reasons", lambda r: r.startswith("malformed_record"))
+    )
+    assert malformed.count() >= 1
+    assert {r["_run_id"] for r in malformed.collect()} == {str(run_id)}
+    curated = spark.read.format("delta").load(tables.curated)
+    new_curated = curated.filter(F.col("_source_file").endswith(f"{kind}.jsonl")).count()
+    if kind == "truncated":
+        assert new_curated >= 30  # the intact rows of the same file went through
+    raw = spark.read.format("delta").load(tables.raw)
+    raw_ids = {r["_record_id"] for r in raw.select("_record_id").collect()}
+    curated_ids = [r["_record_id"] for r in curated.select("_record_id").collect()]
+    quarantine_ids = [r["_record_id"] for r in quarantine.select("_record_id").collect()]
+    assert len(curated_ids) + len(quarantine_ids) == len(raw_ids)
+    assert set(curated_ids) | set(quarantine_ids) == raw_ids
+    summary = read_outputs(spark, pipeline).summary
+    expected = tuple(sorted(tuple(r) for r in curated.transform(daily_category_summary).collect()))
+    assert summary == expected
+    assert "SUCCEEDED (incremental)" in job.output
+
+
+# --------------------------------------------------------------------------------------------
+# A date range re-enriched after a lookup change; schema drift
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_date_range_is_re_enriched_and_nothing_else_changes(
+    spark: SparkSession, ground: Ground
+) -> None:
+    pipeline = copy_pipeline(ground.admin, ground.s3, ground.clean)
+    try:
+        before = read_outputs(spark, pipeline)
+        with pipeline.connect_admin() as conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE reference.merchant_lookup SET category = 'Reclassified' "
+                "WHERE merchant_id = 'MER-ABC'"
+            )
+        conn.close()
+        day = "2026-11-05"
+        job = run_batch_here(spark, pipeline.env, "--from-date", day, "--to-date", day)
+        assert "SUCCEEDED (range)" in job.output
+        curated = spark.read.format("delta").load(pipeline.bucket.tables.curated)
+        columns = sorted(c for c in curated.columns if c not in ("_run_id", "_enriched_at"))
+
+        def rows(condition: str) -> list[tuple[object, ...]]:
+            picked = curated.filter(condition).select(*columns).collect()
+            return sorted((tuple(r) for r in picked), key=repr)
+
+        old = spark.createDataFrame(list(before.curated), curated.select(*columns).schema)
+        kept = sorted((tuple(r) for r in old.filter(f"event_date <> '{day}'").collect()), key=repr)
+        assert rows(f"event_date <> '{day}'") == kept
+        changed = curated.filter(f"event_date = '{day}' AND merchant_id = 'MER-ABC'")
+        assert changed.count() > 0
+        assert {r["enriched_category"] for r in changed.collect()} == {"Reclassified"}
+        assert (
+            curated.filter(f"event_date = '{day}'").count()
+            == old.filter(f"event_date = '{day}'").count()
+        )
+        summary = read_outputs(spark, pipeline).summary
+        expected = tuple(
+            sorted(tuple(r) for r in curated.transform(daily_category_summary).collect())
+        )
+        assert summary == expected
+        assert [r for r in summary if str(r[0]) != day] == [
+            r for r in before.summary if str(r[0]) != day
+        ]
+        assert read_outputs(spark, pipeline).quarantine == before.quarantine
+        record = runs(pipeline)[-1]
+        assert (record["mode"], record["raw_version_to"]) == ("range", 1)
+    finally:
+        drop_pipeline(ground.admin, ground.s3, pipeline)
+
+
+def test_a_new_raw_column_is_refused_by_name_or_ignored_when_configured(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    raw = pipeline.bucket.tables.raw
+    (
+        spark.read.format("delta")
+        .load(raw)
+        .filter("_parse_errors IS NULL OR size(_parse_errors) = 0")
+        .limit(1)
+        .withColumn("transaction_id", F.lit("TXN-DRIFT-1"))
+        .withColumn("_record_id", F.lit("drift-1"))
+        .withColumn("channel", F.lit("web"))
+        .write.format("delta")
+        .mode("append")
+        .option("mergeSchema", "true")
+        .save(raw)
+    )
+    error, _ = refused(spark, pipeline.env)
+    assert isinstance(error, SourceError) and error.exit_code == 3
+    assert "column 'channel' (string) is new" in str(error)
+    assert "Nothing was written" in str(error)
+    assert read_outputs(spark, pipeline) == ground.s0_outputs
+    config = ground.work / "ignore-new-columns.toml"
+    original = (Path(__file__).parents[2] / "conf" / "enrichment.toml").read_text()
+    config.write_text(original.replace('new_raw_columns = "refuse"', 'new_raw_columns = "ignore"'))
+    run_batch_here(spark, {**pipeline.env, "ENRICH_CONFIG": str(config)})
+    curated = spark.read.format("delta").load(pipeline.bucket.tables.curated)
+    assert curated.filter("transaction_id = 'TXN-DRIFT-1'").count() == 1
+    assert "channel" not in curated.columns
+
+
+def test_a_retyped_raw_column_is_refused_by_name(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    retyped = pipeline.bucket.path("retyped_raw")
+    (
+        spark.read.format("delta")
+        .load(pipeline.bucket.tables.raw)
+        .withColumn("amount", F.col("amount").cast("string"))
+        .write.format("delta")
+        .options(**{"delta.appendOnly": "true", "delta.enableChangeDataFeed": "true"})
+        .save(retyped)
+    )
+    error, _ = refused(spark, {**pipeline.env, "RAW_TABLE_PATH": retyped})
+    assert isinstance(error, SourceError) and error.exit_code == 3
+    assert "column 'amount' is string, expected decimal(18,2)" in str(error)

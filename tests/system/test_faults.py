@@ -1,0 +1,241 @@
+"""The fault suite's cases that need a process of their own: whatever happens to a run, the
+outputs end up exactly as after one clean run.
+
+Every test starts from a copy of the same state S0 (batch 1 processed, batch 2 ingested but not
+yet processed; batch 2 repeats some of batch 1's transaction ids with corrected values; built
+once, tests/harness.py), does its damage to a batch run started with spark-submit (kill -9 at a
+failpoint, a server stopped, task attempts failing), checks that the exit was non-zero with one
+clear message (or that the process was killed), that the committed outputs are still readable
+and are either S0's or the clean run's, and then that the next run converges to exactly the
+clean run's curated rows, quarantine rows and summary rows (full contents; only the run id and
+time columns differ). That next run is called in-process: recovering needs no process of its
+own. The cases that need none at all (bad input, drift, ranges, wrong credentials) are in
+tests/integration/test_run_cases.py.
+
+`make test` runs them all with the other tests; `make test-faults` runs the whole fault suite
+(these and those), `pytest -m faults_smoke` three of them, a quick check of the harness.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs.core.errors import ConcurrentRunError
+from tests.harness import (
+    Ground,
+    Job,
+    PipelineCopy,
+    assert_between_s0_and_clean,
+    assert_converges,
+    data_objects,
+    delta_log_versions,
+    error_lines,
+    read_outputs,
+    run_batch_here,
+    runs,
+    stack,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+CURATED = "financial_data_curated_enriched"
+QUARANTINE = "financial_data_quarantine"
+
+
+# --------------------------------------------------------------------------------------------
+# kill -9 of the whole driver (spark-submit JVM + Python) at a named moment
+# --------------------------------------------------------------------------------------------
+
+KILL_POINTS = [
+    "run-started",
+    "batch-classified",
+    "before-curated-commit",
+    pytest.param("curated-committed", marks=pytest.mark.faults_smoke),
+    "quarantine-committed",
+    "summary-computed",
+    "postgres-summary-written",
+    "postgres-committed",
+]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_9_at(spark: SparkSession, ground: Ground, pipeline: PipelineCopy, point: str) -> None:
+    job = Job(pipeline.env, ["batch_enrich"], ground.work / f"fp-{point}", [point])
+    job.pause_at(point)
+    job.kill()
+    assert job.process.returncode == -9
+    if point == "postgres-committed":
+        # The run had finished its work: the next one has nothing to do.
+        assert_between_s0_and_clean(spark, ground, pipeline)
+        assert read_outputs(spark, pipeline) == ground.clean_outputs
+        after = run_batch_here(spark, pipeline.env)
+        assert after.result.status == "noop"
+        return
+    assert_converges(spark, ground, pipeline)
+    killed, recovery = runs(pipeline)[-2:]
+    assert killed["status"] == "crashed" and "driver died" in killed["error"]
+    assert recovery["status"] == "succeeded"
+    assert str(killed["run_id"]) in [str(r) for r in recovery["recovered_runs"]]
+
+
+@pytest.mark.parametrize(
+    ("paused_at", "table"),
+    [("before-curated-commit", CURATED), ("curated-committed", QUARANTINE)],
+    ids=["curated", "quarantine"],
+)
+def test_kill_9_while_a_delta_commit_is_being_written(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy, paused_at: str, table: str
+) -> None:
+    """Killed after the commit's data files are in the store but before its log entry."""
+    bucket = pipeline.bucket.name
+    job = Job(pipeline.env, ["batch_enrich"], ground.work / f"fp-w-{table}", [paused_at])
+    job.pause_at(paused_at)
+    files_before = data_objects(ground.s3, bucket, table)
+    log_before = delta_log_versions(ground.s3, bucket, table)
+    job.release(paused_at)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if data_objects(ground.s3, bucket, table) - files_before:
+            job.kill()
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the run wrote no data file:\n" + job.output[-4000:])
+    assert delta_log_versions(ground.s3, bucket, table) == log_before, (
+        "the commit finished before the kill landed"
+    )
+    assert data_objects(ground.s3, bucket, table) - files_before  # orphan files, never committed
+    assert_converges(spark, ground, pipeline)
+
+
+def test_kill_9_of_the_jvm_alone_ends_the_python_driver_too(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    job = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-jvm", ["batch-classified"])
+    job.pause_at("batch-classified")
+    job.kill_jvm_only()
+    job.release("batch-classified")
+    code = job.finish(timeout=120)
+    assert code != 0
+    assert_converges(spark, ground, pipeline)
+
+
+def test_kill_9_during_the_recovery_run(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    first = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-r1", ["curated-committed"])
+    first.pause_at("curated-committed")
+    first.kill()
+    second = Job(
+        pipeline.env, ["batch_enrich"], ground.work / "fp-r2", ["postgres-summary-written"]
+    )
+    second.pause_at("postgres-summary-written")
+    assert "recovering: run" in second.output
+    second.kill()
+    assert_converges(spark, ground, pipeline)
+    records = runs(pipeline)
+    assert [r["status"] for r in records[-3:]] == ["crashed", "crashed", "succeeded"]
+    assert len(records[-1]["recovered_runs"]) == 2
+
+
+def test_kill_9_during_a_full_rebuild(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    job = Job(pipeline.env, ["batch_enrich", "--full"], ground.work / "fp-f", ["curated-committed"])
+    job.pause_at("curated-committed")
+    job.kill()
+    after = assert_converges(spark, ground, pipeline)
+    assert "completing full rebuild" in after.output
+
+
+# --------------------------------------------------------------------------------------------
+# Servers going away, wrong credentials
+# --------------------------------------------------------------------------------------------
+
+
+def one_clear_error(job: Job, code: int, *fragments: str) -> None:
+    assert job.finish() == code, job.output[-4000:]
+    [line] = error_lines(job.output)
+    for fragment in fragments:
+        assert fragment in line
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [("postgres", "cannot connect to PostgreSQL at postgresql://"), ("minio", "object store")],
+)
+def test_server_stopped_before_the_run(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy, server: str, message: str
+) -> None:
+    stack(f"{server}-down")
+    try:
+        job = Job(pipeline.env, ["batch_enrich"], ground.work / f"fp-{server}-down")
+        one_clear_error(job, 4, message)
+    finally:
+        stack(f"{server}-up")
+    assert_converges(spark, ground, pipeline, recovering=False)
+
+
+@pytest.mark.parametrize(
+    ("server", "paused_at", "message"),
+    [
+        ("postgres", "curated-committed", "PostgreSQL"),
+        ("minio", "before-curated-commit", "did not answer"),
+    ],
+)
+def test_server_stopped_in_the_middle_of_the_run(
+    spark: SparkSession,
+    ground: Ground,
+    pipeline: PipelineCopy,
+    server: str,
+    paused_at: str,
+    message: str,
+) -> None:
+    job = Job(pipeline.env, ["batch_enrich"], ground.work / f"fp-{server}-mid", [paused_at])
+    job.pause_at(paused_at)
+    stack(f"{server}-down")
+    try:
+        job.release(paused_at)
+        one_clear_error(job, 4, message)
+    finally:
+        stack(f"{server}-up")
+    assert_converges(spark, ground, pipeline)
+
+
+# --------------------------------------------------------------------------------------------
+# Task retries, one writer at a time
+# --------------------------------------------------------------------------------------------
+
+
+def test_task_retries_do_not_duplicate_anything(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    """local[2,3] allows 3 attempts per task; the first attempt of every task fails."""
+    env = {**pipeline.env, "SPARK_MASTER": "local[2,3]"}
+    job = Job(env, ["batch_enrich"], ground.work / "fp-retry", ["fail-first-task-attempts"])
+    assert job.finish() == 0, job.output[-5000:]
+    assert "first attempt of this task fails on purpose" in job.output  # retries did happen
+    assert read_outputs(spark, pipeline) == ground.clean_outputs
+
+
+def test_a_second_writer_is_refused_and_a_waiting_one_runs_after(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    first = Job(pipeline.env, ["batch_enrich"], ground.work / "fp-l1", ["run-started"])
+    first.pause_at("run-started")
+    first_id = runs(pipeline)[-1]["run_id"]
+    with pytest.raises(ConcurrentRunError) as refused:  # in-process: no process needed
+        run_batch_here(spark, pipeline.env)
+    assert refused.value.exit_code == 5
+    for fragment in ("another run is writing", f"run {first_id}", "--wait-for-lock"):
+        assert fragment in str(refused.value)
+    waiting = Job(pipeline.env, ["batch_enrich", "--wait-for-lock", "600"], ground.work / "fp-l3")
+    waiting.wait_for(f"waiting for batch_enrich run {first_id}")
+    first.release("run-started")
+    assert first.finish() == 0, first.output[-4000:]
+    assert waiting.finish() == 0, waiting.output[-4000:]
+    assert "NOOP" in waiting.output
+    assert read_outputs(spark, pipeline) == ground.clean_outputs
