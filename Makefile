@@ -6,6 +6,10 @@ SHELL := /bin/bash
 RUN := scripts/with_env.sh
 PY := .venv/bin/python
 DEMO_ROWS ?= 20000
+# make test: 0 runs every test in one process. N > 0 runs the independent tests on N workers,
+# then the ones that stop a server alone: for machines with cores to spare (on 2 cores the
+# tests are CPU-bound and two workers took as long as one).
+TEST_WORKERS ?= 0
 DB_ROLE ?= reporting
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
@@ -21,6 +25,7 @@ help: ## List the targets
 	@echo "           FILES=... (ingest), ARGS=... (submit-batch),"
 	@echo "           ROWS=N OUT=path (generate), DEMO_ROWS=N (demo), SPARK_MASTER=... (submit-batch),"
 	@echo "           ROWS=N MERCHANTS=N SIZES=a,b,c BENCH_ARGS=... (bench; defaults 10M rows, 100k merchants)"
+	@echo "           TEST_WORKERS=N (test; default 0: one process; N workers on a bigger machine)"
 
 setup: ## Install the virtualenv, JARs, MinIO and PostgreSQL (cached in ~/.cache/spark-enrich)
 	@scripts/setup.sh
@@ -69,7 +74,12 @@ psql: ## psql as the read-only reporting role (DB_ROLE=pipeline|admin); SQL="...
 
 test: export ENRICH_STACK = local
 test: up ## Run every test (unit, integration, system) against the local stack; prints where the time went
+ifeq ($(TEST_WORKERS),0)
 	@$(RUN) $(PY) -m pytest
+else
+	@$(RUN) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not exclusive"
+	@$(RUN) $(PY) -m pytest -m exclusive
+endif
 
 test-quick: export ENRICH_STACK = local
 test-quick: up ## The inner loop: unit tests plus one end-to-end run on the local stack (~4 min)

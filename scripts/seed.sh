@@ -12,6 +12,11 @@ shopt -s nullglob
 files=(reference_sql/*.sql)
 [ ${#files[@]} -gt 0 ] || die "no files in reference_sql/"
 eval "$(python3 -m scripts.stack_env seed)"
+# One seeding at a time on this machine: roles are server-wide, and two concurrent GRANTs or
+# ALTER ROLEs on the same role fail ("tuple concurrently updated").
+mkdir -p "${STACK_DIR:-.stack}"
+exec 9>"${STACK_DIR:-.stack}/seed.lock"
+flock 9
 owner_role=${ENRICH_OWNER_ROLE:-enrich_owner}
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"  # no NOTICEs of IF EXISTS steps
 roles=(-v "owner_role=$owner_role" -v "pipeline_role=$pipeline_role" -v "reporting_role=$reporting_role")

@@ -26,7 +26,9 @@ from jobs.config.settings import S3Settings, Settings, TablePaths, load_settings
 from scripts.minio_init import POLICY_FILE, admin_client, grant_job_user, root_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_DB = "enrichment_test"
+# Under pytest-xdist every worker has its own database and MinIO user (gw0, gw1, ...).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+TEST_DB = f"enrichment_test_{WORKER}" if WORKER else "enrichment_test"
 
 
 def submit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -129,7 +131,7 @@ def s3() -> S3Settings:
     return settings
 
 
-TEST_JOBS_USER = "enrich-test-jobs"
+TEST_JOBS_USER = f"enrich-test-jobs-{WORKER}" if WORKER else "enrich-test-jobs"
 
 
 def tests_policy() -> dict[str, Any]:
@@ -151,7 +153,7 @@ def make_job_key(s3: S3Settings, access_key: str, secret_key: str) -> dict[str, 
 @pytest.fixture(scope="session")
 def job_key_env(s3: S3Settings) -> dict[str, str]:
     """The key the jobs under test use: the jobs' policy, widened to the tests' own buckets."""
-    return make_job_key(s3, "enrich-test-jobs", secrets.token_hex(20))
+    return make_job_key(s3, TEST_JOBS_USER, secrets.token_hex(20))
 
 
 @dataclass(frozen=True)

@@ -24,21 +24,15 @@ import psycopg2
 import pyarrow.csv as pa_csv
 from deltalake import DeltaTable, write_deltalake
 
+from jobs.adapters.object_store import delta_storage_options
 from jobs.config.postgres_url import target_from_env
 from jobs.config.settings import S3Settings, load_settings
 from jobs.core.currencies import ISO_4217_CODES
 
 
 def storage_options(s3: S3Settings) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": s3.endpoint,
-        "AWS_ACCESS_KEY_ID": s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-        "AWS_REGION": s3.region,
-        "AWS_ALLOW_HTTP": str(not s3.uses_ssl).lower(),
-        # one writer (the bench) at a time; MinIO has no DynamoDB-style commit lock
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
-    }
+    # One writer (the bench) at a time; MinIO has no DynamoDB-style commit lock.
+    return {**delta_storage_options(s3), "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
 
 
 def s3_uri(path: str) -> str:

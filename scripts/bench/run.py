@@ -36,7 +36,7 @@ import psycopg2
 from psycopg2 import sql
 
 from jobs.adapters import run_store
-from jobs.adapters.object_store import s3_client
+from jobs.adapters.object_store import s3_client, split_path
 from jobs.config.postgres_url import env_for_database, target_from_env
 from jobs.config.settings import s3_from_env
 from jobs.core.models import RunStart, SummaryRow
@@ -166,7 +166,7 @@ def prepare_database(env: dict[str, str], dbname: str, merchants: int) -> dict[s
 
 
 def empty_prefix(env: Mapping[str, str], location: str) -> None:
-    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    bucket, prefix = split_path(location)
     client = s3_client(s3_from_env(env))
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix.rstrip("/") + "/"

@@ -163,6 +163,7 @@ def one_clear_error(job: Job, code: int, *fragments: str) -> None:
         assert fragment in line
 
 
+@pytest.mark.exclusive
 @pytest.mark.parametrize(
     ("server", "message"),
     [("postgres", "cannot connect to PostgreSQL at postgresql://"), ("minio", "object store")],
@@ -179,6 +180,7 @@ def test_server_stopped_before_the_run(
     assert_converges(spark, ground, pipeline, recovering=False)
 
 
+@pytest.mark.exclusive
 @pytest.mark.parametrize(
     ("server", "paused_at", "message"),
     [
