@@ -82,7 +82,7 @@ else
 endif
 
 test-quick: export ENRICH_STACK = local
-test-quick: up ## The inner loop: unit tests plus one end-to-end run on the local stack (~4 min)
+test-quick: up ## The inner loop: unit tests plus one end-to-end run on the local stack (~2 min)
 	@$(RUN) $(PY) -m pytest tests/unit tests/integration/test_pipeline.py
 
 test-faults: export ENRICH_STACK = local
