@@ -329,14 +329,10 @@ class InProcessRun:
     output: str  # the log lines and the run summary, as spark-submit would have printed them
 
 
-def run_batch_here(
-    spark: SparkSession, env: dict[str, str], *args: str, tables: Any = None
-) -> InProcessRun:
+def run_batch_here(spark: SparkSession, env: dict[str, str], *args: str) -> InProcessRun:
     """jobs/batch_enrich.py's ``run`` with the arguments ``args`` and the settings ``env`` gives,
     on ``spark``: what `make submit-batch` does, without a JVM of its own."""
     settings = load_settings(env)
-    if tables is not None:
-        settings = replace(settings, tables=tables)
     options = batch_enrich.parse_args(list(args))
     with captured_log() as log:
         result = batch.run(lambda: spark, settings, options)

@@ -23,7 +23,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from pyspark.sql.types import StructType
 
 from jobs.config.settings import S3Settings
-from jobs.core.errors import ServiceUnavailableError, SourceError
+from jobs.core.errors import ServiceUnavailableError, SourceError, first_line
 
 _REFUSED_CODES = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
@@ -106,7 +106,7 @@ def _open_table(s3: S3Settings, path: str) -> DeltaTable | None:
     except (DeltaError, OSError) as error:
         raise ServiceUnavailableError(
             f"object store at {s3.endpoint}: could not read the Delta log of {path}: "
-            f"{_first_line(error)}"
+            f"{first_line(error)}"
         ) from None
 
 
@@ -125,7 +125,3 @@ def table_snapshot(s3: S3Settings, path: str) -> TableSnapshot | None:
     schema = StructType.fromJson(json.loads(table.schema().to_json()))
     properties = {str(k): str(v) for k, v in table.metadata().configuration.items()}
     return TableSnapshot(path, int(table.version()), schema, properties)
-
-
-def _first_line(error: BaseException) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), repr(error))

@@ -9,12 +9,7 @@ import psycopg2
 from psycopg2.extensions import connection as Connection
 
 from jobs.config.postgres_url import PostgresTarget
-from jobs.core.errors import ServiceUnavailableError
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+from jobs.core.errors import ServiceUnavailableError, first_line
 
 
 def open_connection(target: PostgresTarget, application_name: str | None = None) -> Connection:

@@ -23,9 +23,9 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
-from jobs.adapters.postgres import connect, first_line
+from jobs.adapters.postgres import connect
 from jobs.config.postgres_url import PostgresTarget
-from jobs.core.errors import ConfigError, ServiceUnavailableError
+from jobs.core.errors import ConfigError, ServiceUnavailableError, first_line
 from jobs.core.models import (
     LookupSpec,
     PipelineState,

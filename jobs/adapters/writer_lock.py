@@ -15,9 +15,9 @@ from contextlib import contextmanager
 import psycopg2
 from psycopg2.extensions import connection as Connection
 
-from jobs.adapters.postgres import first_line, open_connection
+from jobs.adapters.postgres import open_connection
 from jobs.config.postgres_url import PostgresTarget
-from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError
+from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, first_line
 
 _LOCK_CLASS = 0x454E  # first key of the two-key advisory lock: "this is a spark-enrich table"
 

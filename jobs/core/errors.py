@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an error's message (drivers add hints on later lines)."""
+    lines = (line.strip() for line in str(error).splitlines())
+    return next((line for line in lines if line), type(error).__name__)
+
+
 class EnrichmentError(Exception):
     """Base class: the message names the problem and is shown to the user as-is."""
 
