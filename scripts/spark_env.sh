@@ -15,7 +15,8 @@ case "${SPARK_MASTER:-local}" in
   *) SPARK_JAR_ARGS=(--jars "$SPARK_JARS") ;;
 esac
 # ENRICH_SPARK_CONF_DIR: a folder of your own in place of conf/ (start from a copy of it).
-export SPARK_CONF_DIR="${ENRICH_SPARK_CONF_DIR:-$ROOT/conf}"
+export ENRICH_CONF_DIR="${ENRICH_SPARK_CONF_DIR:-$ROOT/conf}"
+export SPARK_CONF_DIR="$ENRICH_CONF_DIR"
 # Executors run no Python of ours; a cluster may point this at its own interpreter.
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$ROOT/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="$ROOT/.venv/bin/python"

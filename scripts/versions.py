@@ -1,15 +1,16 @@
 """Print pinned versions and cache paths from pyproject.toml for the shell scripts and Makefile.
 
-Usage: python3 scripts/versions.py <key>
+Usage: python3 scripts/versions.py <key> [<key>...]   (one value a line)
 Keys: venv-key, python-requirements, runtime-requirements, jars (one ``group:artifact:version`` a line),
-      jar-dir, minio-release, minio-module, minio-bin, postgres-package, cache-dir,
-      composecheck-bin.
+      jar-dir, jvm-archive, launcher-conf-dir, minio-release, minio-module, minio-bin,
+      postgres-package, cache-dir, composecheck-bin.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -53,15 +54,41 @@ def _composecheck_hash() -> str:
     return digest.hexdigest()[:12]
 
 
+def _java_identity() -> str:
+    """Which JVM `java` is (its home, release file and libjvm's size and time), without starting
+    it. A class archive is only valid for the JVM that wrote it; the JVM refuses any other one."""
+    found = shutil.which("java")
+    if found is None:
+        return "no java"
+    home = Path(found).resolve().parent.parent
+    release = home / "release"
+    libjvm = home / "lib" / "server" / "libjvm.so"
+    parts = [str(home), release.read_text() if release.exists() else ""]
+    if libjvm.exists():
+        stat = libjvm.stat()
+        parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def jvm_archive(venv_key: str, jars: list[str]) -> Path:
+    """The class data sharing archive of the jobs' driver JVM (scripts/jvm_training.py): one per
+    JVM, Python environment (pyspark's JARs) and JAR set, since it records their classes."""
+    return cache_dir() / f"jvm-archive-{short_hash([_java_identity(), venv_key, *jars])}.jsa"
+
+
 def value(key: str) -> str:
     project = load_pyproject()
     servers = project["tool"]["enrich"]["servers"]
     requirements = python_requirements(project)
     jars = jar_coordinates(project)
+    venv_key = (
+        f"py{sys.version_info.major}{sys.version_info.minor}-{short_hash(sorted(requirements))}"
+    )
+    if key == "jvm-archive":  # looks at the JVM on disk: only computed when asked for
+        return str(jvm_archive(venv_key, jars))
     values: dict[str, str] = {
         "cache-dir": str(cache_dir()),
-        "venv-key": f"py{sys.version_info.major}{sys.version_info.minor}-"
-        f"{short_hash(sorted(requirements))}",
+        "venv-key": venv_key,
         "python-requirements": "\n".join(requirements),
         # What a Spark image that already has pyspark needs to run the jobs.
         "runtime-requirements": "\n".join(
@@ -69,6 +96,9 @@ def value(key: str) -> str:
         ),
         "jars": "\n".join(jars),
         "jar-dir": str(cache_dir() / f"jars-{short_hash(jars)}"),
+        # An empty folder: the launcher puts SPARK_CONF_DIR on the class path, and a class
+        # archive can only be used with a class path whose folders are empty.
+        "launcher-conf-dir": str(cache_dir() / "spark-launcher-conf"),
         "minio-release": str(servers["minio_release"]),
         "minio-module": str(servers["minio_module"]),
         "minio-bin": str(cache_dir() / f"minio-{servers['minio_release']}" / "minio"),
@@ -81,6 +111,7 @@ def value(key: str) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         raise SystemExit(__doc__)
-    print(value(sys.argv[1]))
+    for name in sys.argv[1:]:
+        print(value(name))

@@ -37,7 +37,7 @@ from jobs.core.report import format_run_summary
 from jobs.runs import batch
 from jobs.runs import ingest as ingest_run
 from jobs.runs.ingest import IngestResult
-from tests.stack import ROOT, TEST_DB, ScratchBucket, delete_bucket, generate
+from tests.stack import ROOT, TEST_DB, ScratchBucket, delete_bucket, generate, submit_env
 
 # Columns that name the run that wrote a row; everything else must match a clean run exactly.
 RUN_COLUMNS = {"_run_id", "_enriched_at"}
@@ -201,7 +201,7 @@ class Job:
     ) -> None:
         self.failpoint_dir = failpoint_dir
         failpoint_dir.mkdir(parents=True, exist_ok=True)
-        job_env = {**env, "ENRICH_FAILPOINT_DIR": str(failpoint_dir)}
+        job_env = {**submit_env(env), "ENRICH_FAILPOINT_DIR": str(failpoint_dir)}
         if failpoints:
             job_env["ENRICH_FAILPOINTS"] = ",".join(failpoints)
         self.lines: list[str] = []

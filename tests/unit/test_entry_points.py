@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from jobs.core.errors import ConcurrentRunError, SourceError
 from jobs.runs.cli import run_main
-from scripts import stack_env
+from scripts import stack_env, versions
 
 LOCAL = {
     "POSTGRES_URL": "postgresql://enrich_pipeline@127.0.0.1:55432/enrichment?sslmode=disable",
@@ -108,3 +109,16 @@ def test_stack_env_refusals_stop_the_script(
     monkeypatch.delenv("POSTGRES_URL")
     assert stack_env.main(["field", "pipeline", "host"]) == 2
     assert "POSTGRES_URL is not set" in capsys.readouterr().err
+
+
+def test_the_class_archive_is_keyed_by_what_it_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENRICH_CACHE_DIR", str(tmp_path))
+    jars = ["io.delta:delta-spark_4.2_2.13:4.4.0"]
+    archive = versions.jvm_archive("py311-abc", jars)
+    assert archive.parent == tmp_path and archive.suffix == ".jsa"
+    assert versions.jvm_archive("py311-abc", jars) == archive  # stable across calls and clones
+    assert versions.jvm_archive("py311-def", jars) != archive  # another pyspark
+    assert versions.jvm_archive("py311-abc", [*jars, "org.postgresql:postgresql:42"]) != archive
+    assert versions.value("launcher-conf-dir") == str(tmp_path / "spark-launcher-conf")
