@@ -25,7 +25,8 @@ RUN scripts/setup.sh python jars \
  && rm -rf /root/.m2
 COPY conf/ conf/
 COPY jobs/ jobs/
-RUN .venv/bin/python scripts/package.py /opt/spark-enrich/jobs.zip
+RUN .venv/bin/python scripts/package.py /opt/spark-enrich/jobs.zip \
+ && scripts/setup.sh jvm-archive
 
 RUN useradd --create-home --uid 10001 enrich && chown -R enrich /app
 USER enrich

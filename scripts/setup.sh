@@ -2,7 +2,7 @@
 # Installs everything the project needs, once, into a cache outside the clone keyed by version:
 # the Python virtualenv, the JVM jars, the MinIO server binary, and PostgreSQL server binaries.
 # Safe to run any number of times; a second run with nothing to do takes about a second.
-#   scripts/setup.sh [python] [jars] [minio] [postgres]    (default: all four)
+#   scripts/setup.sh [python] [jars] [jvm-archive] [minio] [postgres]    (default: all five)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,7 @@ command -v "$PY" >/dev/null || die "python3 (3.11) is required"
 command -v java >/dev/null || die "a Java runtime (17 or newer) is required for Spark"
 
 version() { "$PY" scripts/versions.py "$1"; }
-COMPONENTS=" ${*:-python jars minio postgres} "
+COMPONENTS=" ${*:-python jars jvm-archive minio postgres} "
 want() { [[ $COMPONENTS == *" $1 "* ]]; }
 CACHE=$(version cache-dir)
 mkdir -p "$CACHE"
@@ -61,7 +61,10 @@ fi
 # One training run records the classes a job loads; every local spark-submit then maps them
 # instead of loading them from the JARs (scripts/submit.sh). Optional: without it jobs only
 # start slower.
-if want python && want jars; then
+# The launcher's SPARK_CONF_DIR (scripts/submit.sh): an empty folder, made here so that a job
+# run by a user who cannot write the cache finds it.
+want jars && mkdir -p "$(version launcher-conf-dir)"
+if want jvm-archive; then
   ARCHIVE=$(version jvm-archive)
   if [ ! -f "$ARCHIVE" ]; then
     say "recording the Spark driver's classes into $ARCHIVE (first time only, about two minutes)"

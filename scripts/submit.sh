@@ -21,7 +21,7 @@ case "$job" in *.py) script=$job ;; *) script="$ROOT/jobs/$job.py" ;; esac
 # settings come by path (spark-defaults.conf, log4j2.properties, enrichment.toml), so that the
 # class path has no folder with files in it: the condition for the JVM's class archive below.
 { read -r ARCHIVE; read -r LAUNCHER_CONF; } < <(python3 "$ROOT/scripts/versions.py" jvm-archive launcher-conf-dir)
-mkdir -p "$LAUNCHER_CONF"
+[ -d "$LAUNCHER_CONF" ] || mkdir -p "$LAUNCHER_CONF"
 export ENRICH_CONFIG="${ENRICH_CONFIG:-$ENRICH_CONF_DIR/enrichment.toml}"
 export SPARK_CONF_DIR="$LAUNCHER_CONF"
 jvm_opts=("-Dlog4j2.configurationFile=file:$ENRICH_CONF_DIR/log4j2.properties")
