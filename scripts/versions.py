@@ -55,9 +55,12 @@ def _composecheck_hash() -> str:
 
 
 def _java_identity() -> str:
-    """Which JVM `java` is (its home, release file and libjvm's size and time), without starting
-    it. A class archive is only valid for the JVM that wrote it; the JVM refuses any other one."""
-    found = shutil.which("java")
+    """Which JVM spark-submit starts (``$JAVA_HOME/bin/java`` when JAVA_HOME is set, as Spark's
+    launcher does, else `java` on the PATH): its home, release file and libjvm's size and time,
+    without starting it. A class archive is only valid for the JVM that wrote it; the JVM
+    refuses any other one."""
+    java_home = os.environ.get("JAVA_HOME")
+    found = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if found is None:
         return "no java"
     home = Path(found).resolve().parent.parent

@@ -87,7 +87,7 @@ def pipeline_state(conn: Connection, curated_table: str) -> PipelineState:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT run_id::text, raw_version_to, curated_version_written, lookup_fingerprint, "
-            "started_at, raw_table FROM pipeline.enrichment_runs "
+            "started_at, raw_table, quarantine_version_written FROM pipeline.enrichment_runs "
             "WHERE curated_table = %s AND status IN ('succeeded', 'noop') "
             "ORDER BY started_at DESC LIMIT 1",
             (curated_table,),
@@ -102,6 +102,7 @@ def pipeline_state(conn: Connection, curated_table: str) -> PipelineState:
                 curated_version=None if row[2] is None else int(row[2]),
                 lookup_fingerprint=str(row[3] or ""),
                 raw_table=str(row[5] or ""),
+                quarantine_version=None if row[6] is None else int(row[6]),
             )
         )
         cur.execute(

@@ -60,6 +60,7 @@ class SyncedRun:
     curated_version: int | None
     lookup_fingerprint: str
     raw_table: str = ""  # the raw table it read
+    quarantine_version: int | None = None  # the quarantine version it left
 
 
 @dataclass(frozen=True)

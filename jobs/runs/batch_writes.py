@@ -20,7 +20,7 @@ from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_curated_table
 from jobs.core.currencies import ISO_4217_CODES
-from jobs.core.models import FULL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
+from jobs.core.models import FULL, INCREMENTAL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
 from jobs.core.planning import Plan
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
 from jobs.core.transforms import (
@@ -252,14 +252,33 @@ class BatchWrites:
 
     def _insert_quarantine(self, quarantine: DataFrame | None) -> int | None:
         path = self.tables.quarantine
+        latest = object_store.table_version(self.settings.s3, path)
         if quarantine is None:
-            version = object_store.table_version(self.settings.s3, path)
+            version = latest
         else:
             self.before_commit()
-            log.info("adding rejected and replaced rows to quarantine table %s", path)
-            version = delta.insert_missing(quarantine, path, "_record_id", self.note)
+            if self._quarantine_untouched_since_synced(latest):
+                log.info("adding rejected and replaced rows to quarantine table %s", path)
+                version = delta.append(quarantine, path, self.note)
+            else:
+                log.info("adding rejected and replaced rows missing from quarantine table %s", path)
+                version = delta.insert_missing(quarantine, path, "_record_id", self.note)
         failpoints.reached("quarantine-committed")
         return version
+
+    def _quarantine_untouched_since_synced(self, latest: int | None) -> bool:
+        """True when a plain append cannot duplicate a row: an incremental run's rows are new raw
+        records and curated rows replaced since the last synced run, none of which can be in
+        quarantine unless a run that died since then put it there, which would have committed
+        a quarantine version after the synced one. Otherwise (a date range re-read, a recovery)
+        the insert-only MERGE skips the rows already there."""
+        synced = self.synced
+        return (
+            self.plan.mode == INCREMENTAL
+            and latest is not None
+            and synced is not None
+            and synced.quarantine_version == latest
+        )
 
     def _summary(self, curated_version: int, dates: list[date] | None) -> list[SummaryRow]:
         committed = delta.read_version(self.spark, self.tables.curated, curated_version)

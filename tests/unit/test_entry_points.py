@@ -115,10 +115,16 @@ def test_the_class_archive_is_keyed_by_what_it_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENRICH_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
     jars = ["io.delta:delta-spark_4.2_2.13:4.4.0"]
     archive = versions.jvm_archive("py311-abc", jars)
     assert archive.parent == tmp_path and archive.suffix == ".jsa"
     assert versions.jvm_archive("py311-abc", jars) == archive  # stable across calls and clones
     assert versions.jvm_archive("py311-def", jars) != archive  # another pyspark
     assert versions.jvm_archive("py311-abc", [*jars, "org.postgresql:postgresql:42"]) != archive
+    other_jdk = tmp_path / "jdk-other"  # spark-submit runs $JAVA_HOME/bin/java when it is set
+    other_jdk.mkdir()
+    (other_jdk / "release").write_text('JAVA_VERSION="25.0.3"\n')
+    monkeypatch.setenv("JAVA_HOME", str(other_jdk))
+    assert versions.jvm_archive("py311-abc", jars) != archive
     assert versions.value("launcher-conf-dir") == str(tmp_path / "spark-launcher-conf")
