@@ -13,6 +13,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -45,7 +46,7 @@ def test_clean_incremental_run_equals_a_full_rebuild(
     spark: SparkSession, ground: Ground, pipeline: PipelineCopy
 ) -> None:
     run_batch_here(spark, pipeline.env, "--full")
-    assert read_outputs(spark, pipeline) == ground.clean_outputs
+    assert read_outputs(pipeline) == ground.clean_outputs
 
 
 @pytest.mark.faults_smoke
@@ -77,6 +78,9 @@ def test_clean_run_record_counts_and_invariants(spark: SparkSession, ground: Gro
         "transaction_id",
     )
     assert repeated.count() >= 30
+    # Nothing was committed to quarantine since the synced run: its rows were appended, no MERGE.
+    [last_commit] = DeltaTable.forPath(spark, tables.quarantine).history(1).collect()
+    assert last_commit["operation"] == "WRITE", last_commit["operation"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +169,7 @@ def test_truncated_or_corrupt_file_rows_are_quarantined_with_reason_file_and_run
     quarantine_ids = [r["_record_id"] for r in quarantine.select("_record_id").collect()]
     assert len(curated_ids) + len(quarantine_ids) == len(raw_ids)
     assert set(curated_ids) | set(quarantine_ids) == raw_ids
-    summary = read_outputs(spark, pipeline).summary
+    summary = read_outputs(pipeline).summary
     expected = tuple(sorted(tuple(r) for r in curated.transform(daily_category_summary).collect()))
     assert summary == expected
     assert "SUCCEEDED (incremental)" in job.output
@@ -181,7 +185,7 @@ def test_a_date_range_is_re_enriched_and_nothing_else_changes(
 ) -> None:
     pipeline = copy_pipeline(ground.admin, ground.s3, ground.clean)
     try:
-        before = read_outputs(spark, pipeline)
+        before = read_outputs(pipeline)
         with pipeline.connect_admin() as conn, conn.cursor() as cur:
             cur.execute(
                 "UPDATE reference.merchant_lookup SET category = 'Reclassified' "
@@ -208,7 +212,7 @@ def test_a_date_range_is_re_enriched_and_nothing_else_changes(
             curated.filter(f"event_date = '{day}'").count()
             == old.filter(f"event_date = '{day}'").count()
         )
-        summary = read_outputs(spark, pipeline).summary
+        summary = read_outputs(pipeline).summary
         expected = tuple(
             sorted(tuple(r) for r in curated.transform(daily_category_summary).collect())
         )
@@ -216,7 +220,7 @@ def test_a_date_range_is_re_enriched_and_nothing_else_changes(
         assert [r for r in summary if str(r[0]) != day] == [
             r for r in before.summary if str(r[0]) != day
         ]
-        assert read_outputs(spark, pipeline).quarantine == before.quarantine
+        assert read_outputs(pipeline).quarantine == before.quarantine
         record = runs(pipeline)[-1]
         assert (record["mode"], record["raw_version_to"]) == ("range", 1)
     finally:
@@ -244,7 +248,7 @@ def test_a_new_raw_column_is_refused_by_name_or_ignored_when_configured(
     assert isinstance(error, SourceError) and error.exit_code == 3
     assert "column 'channel' (string) is new" in str(error)
     assert "Nothing was written" in str(error)
-    assert read_outputs(spark, pipeline) == ground.s0_outputs
+    assert read_outputs(pipeline) == ground.s0_outputs
     config = ground.work / "ignore-new-columns.toml"
     original = (Path(__file__).parents[2] / "conf" / "enrichment.toml").read_text()
     config.write_text(original.replace('new_raw_columns = "refuse"', 'new_raw_columns = "ignore"'))

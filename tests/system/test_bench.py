@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import ROOT, ScratchBucket
+from tests.stack import ROOT, ScratchBucket, submit_env
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_the_bench_measures_everything_on_a_tiny_size(
             "--output-location", bucket.path("bench-out"),
             "--out", str(out),
         ],
-        env=test_db_env, cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False,
+        env=submit_env(test_db_env), cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     report = json.loads((out / "latest.json").read_text())

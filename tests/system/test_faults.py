@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs.core.errors import ConcurrentRunError
@@ -60,6 +61,8 @@ KILL_POINTS = [
     "postgres-committed",
 ]
 
+QUARANTINE_COMMITTED = {"quarantine-committed", "summary-computed", "postgres-summary-written"}
+
 
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_kill_9_at(spark: SparkSession, ground: Ground, pipeline: PipelineCopy, point: str) -> None:
@@ -69,12 +72,16 @@ def test_kill_9_at(spark: SparkSession, ground: Ground, pipeline: PipelineCopy, 
     assert job.process.returncode == -9
     if point == "postgres-committed":
         # The run had finished its work: the next one has nothing to do.
-        assert_between_s0_and_clean(spark, ground, pipeline)
-        assert read_outputs(spark, pipeline) == ground.clean_outputs
+        assert_between_s0_and_clean(ground, pipeline)
+        assert read_outputs(pipeline) == ground.clean_outputs
         after = run_batch_here(spark, pipeline.env)
         assert after.result.status == "noop"
         return
     assert_converges(spark, ground, pipeline)
+    if point in QUARANTINE_COMMITTED:
+        # The killed run's quarantine rows are in the table: the recovery MERGEs, not appends.
+        [last] = DeltaTable.forPath(spark, pipeline.bucket.tables.quarantine).history(1).collect()
+        assert last["operation"] == "MERGE", last["operation"]
     killed, recovery = runs(pipeline)[-2:]
     assert killed["status"] == "crashed" and "driver died" in killed["error"]
     assert recovery["status"] == "succeeded"
@@ -220,7 +227,7 @@ def test_task_retries_do_not_duplicate_anything(
     job = Job(env, ["batch_enrich"], ground.work / "fp-retry", ["fail-first-task-attempts"])
     assert job.finish() == 0, job.output[-5000:]
     assert "first attempt of this task fails on purpose" in job.output  # retries did happen
-    assert read_outputs(spark, pipeline) == ground.clean_outputs
+    assert read_outputs(pipeline) == ground.clean_outputs
 
 
 def test_a_second_writer_is_refused_and_a_waiting_one_runs_after(
@@ -240,4 +247,4 @@ def test_a_second_writer_is_refused_and_a_waiting_one_runs_after(
     assert first.finish() == 0, first.output[-4000:]
     assert waiting.finish() == 0, waiting.output[-4000:]
     assert "NOOP" in waiting.output
-    assert read_outputs(spark, pipeline) == ground.clean_outputs
+    assert read_outputs(pipeline) == ground.clean_outputs
