@@ -22,19 +22,15 @@ from pyspark.sql import functions as F
 
 from jobs.adapters import delta
 from jobs.config.settings import Settings, load_settings
-from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
 from jobs.core.transforms import (
     changed_dates,
     curated_rows,
     daily_category_summary,
     parse_input_records,
     quarantined_rows,
-    raw_changes_as_rows,
-    run_counts,
     superseded_rows,
-    top_unmatched,
 )
-from jobs.runs.batch_writes import classify_rows
+from jobs.runs.batch_writes import classify_rows, count_rows, output_columns, raw_rows
 from jobs.runs.ingest import IngestOptions, read_input
 
 HEADER = "transaction_id,merchant_id,amount,currency,event_ts\n"
@@ -82,20 +78,12 @@ def ingest(spark: SparkSession, raw: str, file: Path, lines: list[str]) -> None:
 
 
 def classified(spark: SparkSession, settings: Settings, first: int, last: int) -> DataFrame:
-    changes = delta.read_changes(spark, settings.tables.raw, first, last)
-    raw = changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
+    raw = raw_rows(spark, settings.tables.raw, first, last)
     rows = classify_rows(
         raw, lookup_frames(spark, settings), settings, "training", datetime.now(UTC)
-    )
-    rows = rows.persist()
-    first_lookup = settings.lookups[0]
-    rows.transform(run_counts(first_lookup)).first()
-    rows.transform(top_unmatched(first_lookup)).collect()
+    ).persist()
+    count_rows(rows, settings)
     return rows
-
-
-def outputs(settings: Settings) -> list[str]:
-    return [output for spec in settings.lookups for output in spec.columns.values()]
 
 
 def train(spark: SparkSession, config: str, work: Path) -> None:
@@ -104,12 +92,15 @@ def train(spark: SparkSession, config: str, work: Path) -> None:
     ingest(spark, tables.raw, work / "first.csv", FIRST)
     ingest(spark, tables.raw, work / "second.csv", SECOND)
     full = classified(spark, settings, 0, 0)
-    rows = full.transform(curated_rows(outputs(settings)))
+    rows = full.transform(curated_rows(output_columns(settings)))
     delta.overwrite(rows.repartition("event_date"), tables.curated, "training", ["event_date"])
     delta.overwrite(full.transform(quarantined_rows), tables.quarantine, "training")
     later = classified(spark, settings, 1, 1)
     version = delta.upsert(
-        later.transform(curated_rows(outputs(settings))), tables.curated, "transaction_id", "t"
+        later.transform(curated_rows(output_columns(settings))),
+        tables.curated,
+        "transaction_id",
+        "t",
     )
     changes = delta.read_changes(spark, tables.curated, 1, version)
     changes.transform(changed_dates).collect()

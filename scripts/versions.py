@@ -75,8 +75,11 @@ def _java_identity() -> str:
 
 def jvm_archive(venv_key: str, jars: list[str]) -> Path:
     """The class data sharing archive of the jobs' driver JVM (scripts/jvm_training.py): one per
-    JVM, Python environment (pyspark's JARs) and JAR set, since it records their classes."""
-    return cache_dir() / f"jvm-archive-{short_hash([_java_identity(), venv_key, *jars])}.jsa"
+    JVM, Python environment (pyspark's JARs), JAR set and training workload, since it records
+    the classes that workload loads from them."""
+    workload = (ROOT / "scripts" / "jvm_training.py").read_bytes()
+    key = [_java_identity(), venv_key, *jars, hashlib.sha256(workload).hexdigest()]
+    return cache_dir() / f"jvm-archive-{short_hash(key)}.jsa"
 
 
 def value(key: str) -> str:

@@ -74,6 +74,32 @@ def classify_rows(
     return classified.transform(add_lineage(run_id, as_of))
 
 
+def raw_rows(spark: SparkSession, path: str, first: int, last: int) -> DataFrame:
+    """The raw records committed in versions ``first``..``last``, as the classification reads
+    them (with the commit version each came in)."""
+    changes = delta.read_changes(spark, path, first, last)
+    return changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
+
+
+def output_columns(settings: Settings) -> list[str]:
+    """The columns the lookups add to a curated row, in the configured order."""
+    return [output for spec in settings.lookups for output in spec.columns.values()]
+
+
+def count_rows(
+    classified: DataFrame, settings: Settings
+) -> tuple[RunCounts, list[tuple[str, int]]]:
+    """The run's counts and its most frequent unmatched values of the first lookup."""
+    first_lookup = settings.lookups[0]
+    counts_row = classified.transform(run_counts(first_lookup)).first()
+    assert counts_row is not None  # an aggregate without grouping always has one row
+    top = [
+        (str(r["value"]), int(r["count"]))
+        for r in classified.transform(top_unmatched(first_lookup)).collect()
+    ]
+    return RunCounts(**counts_row.asDict()), top
+
+
 class BatchWrites:
     """One run's Spark reads and Delta writes. ``before_commit`` is called before every commit
     (the caller checks there that it still holds the writer lock)."""
@@ -117,8 +143,7 @@ class BatchWrites:
                 log.info("validating, de-duplicating and joining %d lookups", len(lookups))
                 counts, top = self._counts(classified)
                 failpoints.reached("batch-classified")
-                outputs = [o for spec in self.settings.lookups for o in spec.columns.values()]
-                rows = classified.transform(curated_rows(outputs))
+                rows = classified.transform(curated_rows(output_columns(self.settings)))
                 if plan.mode == FULL:
                     curated_version, quarantine_version = self._write_full(classified, rows)
                 else:
@@ -154,21 +179,13 @@ class BatchWrites:
         first = plan.raw_version_from if plan.mode != RANGE else 0
         assert first is not None
         log.info("reading raw table %s, versions %d..%d", raw_path, first, plan.raw_version_to)
-        changes = delta.read_changes(self.spark, raw_path, first, plan.raw_version_to)
-        raw = changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
+        raw = raw_rows(self.spark, raw_path, first, plan.raw_version_to)
         return classify_rows(
             raw, lookups, self.settings, self.start.run_id, self.start.started_at
         ).transform(failpoints.fail_first_task_attempts)
 
     def _counts(self, classified: DataFrame) -> tuple[RunCounts, list[tuple[str, int]]]:
-        first_lookup = self.settings.lookups[0]
-        counts_row = classified.transform(run_counts(first_lookup)).first()
-        assert counts_row is not None  # an aggregate without grouping always has one row
-        counts = RunCounts(**counts_row.asDict())
-        top = [
-            (str(r["value"]), int(r["count"]))
-            for r in classified.transform(top_unmatched(first_lookup)).collect()
-        ]
+        counts, top = count_rows(classified, self.settings)
         log.info(
             "rows read %d: curated %d (unmatched %d), quarantined %d, duplicates %d",
             counts.rows_read,

@@ -122,6 +122,13 @@ def test_the_class_archive_is_keyed_by_what_it_records(
     assert versions.jvm_archive("py311-abc", jars) == archive  # stable across calls and clones
     assert versions.jvm_archive("py311-def", jars) != archive  # another pyspark
     assert versions.jvm_archive("py311-abc", [*jars, "org.postgresql:postgresql:42"]) != archive
+    workload = tmp_path / "clone" / "scripts" / "jvm_training.py"  # another training workload
+    workload.parent.mkdir(parents=True)
+    workload.write_text((versions.ROOT / "scripts" / "jvm_training.py").read_text() + "\n# x\n")
+    monkeypatch.setattr(versions, "ROOT", tmp_path / "clone")
+    assert versions.jvm_archive("py311-abc", jars) != archive
+    monkeypatch.undo()
+    monkeypatch.setenv("ENRICH_CACHE_DIR", str(tmp_path))
     other_jdk = tmp_path / "jdk-other"  # spark-submit runs $JAVA_HOME/bin/java when it is set
     other_jdk.mkdir()
     (other_jdk / "release").write_text('JAVA_VERSION="25.0.3"\n')
