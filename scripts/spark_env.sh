@@ -4,7 +4,13 @@
 # the launcher is re-run once under scripts/with_secrets.sh.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ -x "$ROOT/.venv/bin/python" ] || { echo "error: no .venv; run 'make setup'" >&2; exit 1; }
-JAR_DIR=$(python3 "$ROOT/scripts/versions.py" jar-dir)
+if [ -z "${ENRICH_SECRETS_LOADED:-}" ]; then  # turn *_FILE secrets into variables, once
+  export ENRICH_SECRETS_LOADED=1
+  exec "$ROOT/scripts/with_secrets.sh" "$0" "$@"
+fi
+# One call for every cached path a launcher needs (each python3 start costs ~80 ms).
+{ read -r JAR_DIR; read -r JVM_ARCHIVE; read -r LAUNCHER_CONF_DIR; } \
+  < <(python3 "$ROOT/scripts/versions.py" jar-dir jvm-archive launcher-conf-dir)
 [ -f "$JAR_DIR/.complete" ] || { echo "error: JARs missing in $JAR_DIR; run 'make setup'" >&2; exit 1; }
 SPARK_JARS=$(ls "$JAR_DIR"/*.jar | paste -sd, -)
 # In local mode the executors live in the driver's JVM, so the JARs go on its class path.
@@ -20,10 +26,6 @@ export SPARK_CONF_DIR="$ENRICH_CONF_DIR"
 # Executors run no Python of ours; a cluster may point this at its own interpreter.
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$ROOT/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="$ROOT/.venv/bin/python"
-if [ -z "${ENRICH_SECRETS_LOADED:-}" ]; then  # turn *_FILE secrets into variables, once
-  export ENRICH_SECRETS_LOADED=1
-  exec "$ROOT/scripts/with_secrets.sh" "$0" "$@"
-fi
 : "${S3_ENDPOINT:?S3_ENDPOINT is not set (see conf/local.env)}"
 # Local mode and the local cluster listen on loopback only; a remote master needs the driver
 # reachable on a real interface, so Spark picks one there.

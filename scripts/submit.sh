@@ -20,10 +20,9 @@ case "$job" in *.py) script=$job ;; *) script="$ROOT/jobs/$job.py" ;; esac
 # The launcher puts SPARK_CONF_DIR on the driver's class path. It gets an empty folder, and the
 # settings come by path (spark-defaults.conf, log4j2.properties, enrichment.toml), so that the
 # class path has no folder with files in it: the condition for the JVM's class archive below.
-{ read -r ARCHIVE; read -r LAUNCHER_CONF; } < <(python3 "$ROOT/scripts/versions.py" jvm-archive launcher-conf-dir)
-[ -d "$LAUNCHER_CONF" ] || mkdir -p "$LAUNCHER_CONF"
+[ -d "$LAUNCHER_CONF_DIR" ] || mkdir -p "$LAUNCHER_CONF_DIR"
 export ENRICH_CONFIG="${ENRICH_CONFIG:-$ENRICH_CONF_DIR/enrichment.toml}"
-export SPARK_CONF_DIR="$LAUNCHER_CONF"
+export SPARK_CONF_DIR="$LAUNCHER_CONF_DIR"
 jvm_opts=("-Dlog4j2.configurationFile=file:$ENRICH_CONF_DIR/log4j2.properties")
 # Class data sharing (make setup trains the archive with scripts/jvm_training.py): in local mode
 # the driver maps Spark's, Delta's and Hadoop's classes instead of loading and verifying them
@@ -34,8 +33,8 @@ case "${SPARK_MASTER:-local}" in
   local*)
     if [ -n "${ENRICH_JVM_ARCHIVE_DUMP:-}" ]; then
       jvm_opts+=("-XX:ArchiveClassesAtExit=$ENRICH_JVM_ARCHIVE_DUMP" -Xlog:cds=error -Xlog:cds+dynamic=error)
-    elif [ -f "$ARCHIVE" ]; then
-      jvm_opts+=("-XX:SharedArchiveFile=$ARCHIVE" -Xlog:cds=off -Xlog:cds+dynamic=off)
+    elif [ -f "$JVM_ARCHIVE" ]; then
+      jvm_opts+=("-XX:SharedArchiveFile=$JVM_ARCHIVE" -Xlog:cds=off -Xlog:cds+dynamic=off)
     fi ;;
 esac
 export SPARK_SUBMIT_OPTS="${jvm_opts[*]} ${ENRICH_DRIVER_JVM_OPTS:-} ${SPARK_SUBMIT_OPTS:-}"
