@@ -42,6 +42,10 @@ from jobs.runs import failpoints
 
 log = logging.getLogger("enrich.batch")
 
+# A Spark local property on every job a run starts, naming the run's phase: the event log and
+# the UI carry it (Delta's own jobs too), and `make bench` adds up its jobs by phase.
+PHASE_PROPERTY = "enrich.phase"
+
 
 @dataclass(frozen=True)
 class Written:
@@ -134,6 +138,7 @@ class BatchWrites:
         classified: DataFrame | None = None
         try:
             if has_new_rows:
+                self._phase("classify")
                 lookups = self._lookups()
                 cached = self._classified(lookups).persist(StorageLevel.MEMORY_AND_DISK)
                 classified = cached
@@ -144,6 +149,7 @@ class BatchWrites:
                 counts, top = self._counts(classified)
                 failpoints.reached("batch-classified")
                 rows = classified.transform(curated_rows(output_columns(self.settings)))
+                self._phase("curated")
                 if plan.mode == FULL:
                     curated_version, quarantine_version = self._write_full(classified, rows)
                 else:
@@ -153,17 +159,26 @@ class BatchWrites:
             dates: list[date] | None = None
             if plan.mode != FULL:
                 assert curated_version is not None
+                self._phase("quarantine")
                 synced = self._sync_quarantine_and_dates(classified, curated_version)
                 quarantine_version, dates = synced.version, synced.dates
                 counts = dataclasses.replace(counts, rows_replaced=synced.replaced)
         finally:
+            self._phase(None)
             if cached is not None:
                 cached.unpersist()
             for lookup in lookups:
                 lookup.unpersist()
         assert curated_version is not None
-        summary = self._summary(curated_version, dates)
+        self._phase("summary")
+        try:
+            summary = self._summary(curated_version, dates)
+        finally:
+            self._phase(None)
         return Written(counts, top, curated_version, quarantine_version, summary, dates)
+
+    def _phase(self, name: str | None) -> None:
+        self.spark.sparkContext.setLocalProperty(PHASE_PROPERTY, name)  # type: ignore[arg-type]
 
     def _lookups(self) -> list[DataFrame]:
         fetchsize = self.settings.jdbc_fetchsize
@@ -206,6 +221,7 @@ class BatchWrites:
             curated.repartition("event_date"), self.tables.curated, self.note, ["event_date"]
         )
         failpoints.reached("curated-committed")
+        self._phase("quarantine")
         self.before_commit()
         log.info("replacing quarantine table %s", self.tables.quarantine)
         quarantine_version = delta.overwrite(

@@ -40,6 +40,7 @@ from jobs.adapters.object_store import s3_client, split_path
 from jobs.config.postgres_url import env_for_database, target_from_env
 from jobs.config.settings import s3_from_env
 from jobs.core.models import RunStart, SummaryRow
+from scripts.bench.events import describe_spark_jobs, event_log_options, read_event_log
 from scripts.bench.report import (
     JOB,
     Measurement,
@@ -87,6 +88,26 @@ def _tree_rss_kb(pid: int) -> int:
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
     return total
+
+
+def with_event_log(
+    env: Mapping[str, str], log_dir: Path, label: str
+) -> tuple[dict[str, str], Path]:
+    """``env`` for a job run that writes its Spark event log to a folder of its own."""
+    directory = log_dir / "events" / label.replace(" ", "_")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    options = f"{env.get('ENRICH_DRIVER_JVM_OPTS', '')} {event_log_options(directory)}".strip()
+    return {**env, "ENRICH_DRIVER_JVM_OPTS": options}, directory
+
+
+def timed_job(
+    label: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path
+) -> tuple[float, float, dict[str, Any] | None]:
+    """A batch_enrich spark-submit, timed; (wall s, peak MB, its Spark jobs by phase or None)."""
+    job_env, events = with_event_log(env, log_dir, label)
+    seconds, peak, _ = timed(label, [SUBMIT, "batch_enrich", *args], job_env, log_dir)
+    return seconds, peak, read_event_log(events)
 
 
 def timed(
@@ -377,10 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         ingests.append({"rows_total": size, "seconds": round(seconds, 1)})
         say(f"ingested up to {size:,} rows in {seconds:.0f} s; job --full on {size:,} rows ...")
-        seconds, peak, _ = timed(
-            f"job full {size}", [SUBMIT, "batch_enrich", "--full"], env, log_dir
-        )
-        record = last_run(env)
+        seconds, peak, spark = timed_job(f"job full {size}", ["--full"], env, log_dir)
+        record = {**last_run(env), "spark": spark}
         if record["rows_read"] != size:
             raise BenchError(f"the job read {record['rows_read']} rows, expected {size}")
         job_runs.append(
@@ -388,7 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 JOB, "job: full run (make submit-batch --full)", size, seconds, peak, record
             )
         )
-        say(f"  {seconds:.1f} s, {size / seconds:,.0f} rows/s, peak {peak:,.0f} MB")
+        say(
+            f"  {seconds:.1f} s, {size / seconds:,.0f} rows/s, peak {peak:,.0f} MB"
+            + describe_spark_jobs(spark)
+        )
     results[JOB] = job_runs[-1]
     job_summary = summary_rows(env)
     raw_path = tables["RAW_TABLE_PATH"]
@@ -443,14 +465,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     timed("ingest 1%", [SUBMIT, "ingest", *map(str, new_files)], env, log_dir)
     say(f"job on 1% new data ({one_percent_rows:,} rows) ...")
-    seconds, peak, _ = timed("job one percent", [SUBMIT, "batch_enrich"], env, log_dir)
-    record = last_run(env)
+    seconds, peak, spark = timed_job("job one percent", [], env, log_dir)
+    record = {**last_run(env), "spark": spark}
     if record["rows_read"] != one_percent_rows or record["mode"] != "incremental":
         raise BenchError(f"the 1% run did not read just the new rows: {record}")
     results["one_percent"] = Measurement(
         "one_percent", "job: incremental run, 1% new data", one_percent_rows, seconds, peak, record
     )
-    say(f"  {seconds:.1f} s")
+    say(f"  {seconds:.1f} s" + describe_spark_jobs(spark))
 
     say("summary write: COPY against a row-by-row loop ...")
     for m in summary_write(env, args.summary_rows, min(args.loop_rows, args.summary_rows)):

@@ -46,6 +46,13 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     assert results["course"]["rows"] == 2000
     assert results["job"]["peak_rss_mb"] > 100  # a JVM and a Python driver were measured
     assert report["fit"]["seconds_per_million"] is not None
-    assert len(report["targets"]) == 7
+    assert len(report["targets"]) == 10
+    # Spark jobs by phase, from each job run's event log
+    full_jobs = results["job"]["detail"]["spark"]
+    assert full_jobs["spark_jobs"] == sum(p["spark_jobs"] for p in full_jobs["phases"].values())
+    assert {"classify", "curated", "quarantine", "summary"} <= set(full_jobs["phases"])
+    incremental = results["one_percent"]["detail"]["spark"]
+    assert incremental["spark_jobs"] > 0 and "curated" in incremental["phases"]
+    assert "Spark jobs per incremental run" in result.stdout
     assert (out / "latest.png").read_bytes()[:4] == b"\x89PNG"
     assert "Targets (2 cores)" in result.stdout and "job: full run" in result.stdout
