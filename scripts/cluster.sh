@@ -76,6 +76,8 @@ down() {
     pid_running "$pid_file" && any=1
     stop_pid "$pid_file"
   done
+  # Each application's folder holds its copy of the JARs (about 700 MB); its logs stay.
+  find "$STATE" -path '*/worker-*/app-*' -name '*.jar' -delete 2>/dev/null || true
   [ "$any" = 1 ] && say "stopped" || say "not running"
 }
 

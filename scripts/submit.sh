@@ -7,6 +7,8 @@
 #   ENRICH_DRIVER_JVM_OPTS: more JVM options for the driver, e.g. -XX:TieredStopAtLevel=1 (the
 #   JIT's first tier only) for small, frequent runs: faster to warm up, slower on large batches
 #   (docs/performance.md).
+#   ENRICH_EXECUTOR_JVM_OPTS: the same for the executors of a cluster (spark.executor.defaultJavaOptions;
+#   in local mode the executors are the driver's threads).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/spark_env.sh
@@ -41,10 +43,13 @@ export SPARK_SUBMIT_OPTS="${jvm_opts[*]} ${ENRICH_DRIVER_JVM_OPTS:-} ${SPARK_SUB
 # pyspark's own folder, not the .venv link, so the class path is the same from every clone.
 SPARK_HOME=$(realpath "$ROOT"/.venv/lib/python3.*/site-packages/pyspark)
 export SPARK_HOME
+executor_args=()
+[ -z "${ENRICH_EXECUTOR_JVM_OPTS:-}" ] ||
+  executor_args=(--conf "spark.executor.defaultJavaOptions=$ENRICH_EXECUTOR_JVM_OPTS")
 exec "$SPARK_HOME/bin/spark-submit" \
   --master "${SPARK_MASTER:-local[2]}" \
   --driver-memory "${SPARK_DRIVER_MEMORY:-2g}" \
   --properties-file "$ENRICH_CONF_DIR/spark-defaults.conf" \
-  "${SPARK_JAR_ARGS[@]}" \
+  "${SPARK_JAR_ARGS[@]}" "${executor_args[@]}" \
   --py-files "$ROOT/build/jobs.zip" \
   "$script" "$@"

@@ -1,28 +1,36 @@
 """The same input through local mode and through a real standalone cluster (master + 2 workers
 on 127.0.0.1, started by scripts/cluster.sh): identical curated and quarantine contents and
-identical summaries. Both go through scripts/submit.sh, which ships the job code as
-build/jobs.zip (--py-files) and the JARs with --jars."""
+identical summaries. The cluster side goes through scripts/submit.sh, which ships the job code
+as build/jobs.zip (--py-files) and the JARs with --jars; the local side runs the same jobs
+in-process on the test session (local mode through submit.sh is tests/system/test_end_to_end.py's)."""
 
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.adapters.object_store import s3_client
-from jobs.config.postgres_url import target_from_env
+from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings
-from tests.stack import ROOT, ScratchBucket, delete_bucket, generate, submit
+from tests.harness import (
+    RUN_COLUMNS,
+    PipelineCopy,
+    drop_pipeline,
+    ingest_here,
+    new_pipeline,
+    read_outputs,
+    run_batch_here,
+    table_rows,
+)
+from tests.stack import ROOT, TEST_DB, generate, submit
 
 pytestmark = pytest.mark.integration
 
 # Differ between two runs by design: ids and clocks of the ingest and of the run.
-RUN_SPECIFIC = {"_ingest_id", "_ingested_at", "_record_id", "_run_id", "_enriched_at"}
+RUN_SPECIFIC = RUN_COLUMNS | {"_ingest_id", "_ingested_at", "_record_id"}
 
 
 def cluster(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -46,53 +54,46 @@ def master(test_db_env: dict[str, str]) -> Iterator[str]:
         cluster("down", test_db_env)
 
 
-def run_pipeline(
-    env: dict[str, str], bucket: ScratchBucket, spark_master: str, source: Path
-) -> set[tuple[object, ...]]:
-    """Ingest and enrich ``source`` into ``bucket``; return the summary rows written to Postgres."""
-    run_env = {**env, **bucket.env(), "SPARK_MASTER": spark_master}
-    for args in (("ingest", str(source)), ("batch_enrich",)):
-        result = submit(run_env, *args)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with psycopg2.connect(**target_from_env(env).psycopg2_kwargs()) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT event_date, category, currency, transaction_count, total_amount "
-            "FROM category_daily_summary"
-        )
-        return set(cur.fetchall())
-
-
-def contents(spark: SparkSession, path: str) -> list[tuple[object, ...]]:
-    df = spark.read.format("delta").load(path)
-    columns = sorted(c for c in df.columns if c not in RUN_SPECIFIC)
-    return sorted((tuple(row) for row in df.select(*columns).collect()), key=lambda row: repr(row))
+@pytest.fixture()
+def two_pipelines(
+    admin_target: PostgresTarget, s3: S3Settings, test_db_env: dict[str, str]
+) -> Iterator[tuple[PipelineCopy, PipelineCopy]]:
+    """Two empty pipelines, each with a bucket and a seeded database of its own."""
+    pipelines = tuple(new_pipeline(admin_target, s3, test_db_env, TEST_DB) for _ in range(2))
+    yield pipelines[0], pipelines[1]
+    for pipeline in pipelines:
+        drop_pipeline(admin_target, s3, pipeline)
 
 
 def test_local_and_cluster_give_identical_outputs(
     spark: SparkSession,
     master: str,
-    test_db_env: dict[str, str],
+    two_pipelines: tuple[PipelineCopy, PipelineCopy],
     s3: S3Settings,
     tmp_path: Path,
 ) -> None:
     source = tmp_path / "input.csv"
     generate(source, 2000, 777)
-    buckets = [ScratchBucket(f"test-mode-{uuid.uuid4().hex[:12]}") for _ in range(2)]
-    for bucket in buckets:
-        s3_client(s3).create_bucket(Bucket=bucket.name)
-    try:
-        local_summary = run_pipeline(test_db_env, buckets[0], "local[2]", source)
-        # Executors get an interpreter that does not exist: the run only passes if they need
-        # nothing from the driver's virtualenv (every transform is a Spark SQL expression).
-        no_python = {**test_db_env, "PYSPARK_PYTHON": "/nonexistent/executor-python"}
-        cluster_summary = run_pipeline(no_python, buckets[1], master, source)
-        assert cluster_summary == local_summary
-        assert len(local_summary) > 10
-        for table in ("curated", "quarantine"):
-            local_rows = contents(spark, getattr(buckets[0].tables, table))
-            cluster_rows = contents(spark, getattr(buckets[1].tables, table))
-            assert cluster_rows == local_rows, f"{table} differs between local and cluster"
-            assert local_rows
-    finally:
-        for bucket in buckets:
-            delete_bucket(s3, bucket.name)
+    local, on_cluster = two_pipelines
+    ingest_here(spark, local.env, str(source))
+    assert run_batch_here(spark, local.env).result.status == "succeeded"
+
+    # Executors get an interpreter that does not exist: the run only passes if they need
+    # nothing from the driver's virtualenv (every transform is a Spark SQL expression).
+    cluster_env = {
+        **on_cluster.env,
+        "SPARK_MASTER": master,
+        "PYSPARK_PYTHON": "/nonexistent/executor-python",
+    }
+    for args in (("ingest", str(source)), ("batch_enrich",)):
+        result = submit(cluster_env, *args)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    local_summary = read_outputs(local).summary
+    assert read_outputs(on_cluster).summary == local_summary
+    assert len(local_summary) > 10
+    for table in ("curated", "quarantine"):
+        local_rows = table_rows(s3, getattr(local.bucket.tables, table), RUN_SPECIFIC)
+        cluster_rows = table_rows(s3, getattr(on_cluster.bucket.tables, table), RUN_SPECIFIC)
+        assert cluster_rows == local_rows, f"{table} differs between local and cluster"
+        assert local_rows
