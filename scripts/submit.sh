@@ -43,13 +43,16 @@ export SPARK_SUBMIT_OPTS="${jvm_opts[*]} ${ENRICH_DRIVER_JVM_OPTS:-} ${SPARK_SUB
 # pyspark's own folder, not the .venv link, so the class path is the same from every clone.
 SPARK_HOME=$(realpath "$ROOT"/.venv/lib/python3.*/site-packages/pyspark)
 export SPARK_HOME
-executor_args=()
+extra_args=()
 [ -z "${ENRICH_EXECUTOR_JVM_OPTS:-}" ] ||
-  executor_args=(--conf "spark.executor.defaultJavaOptions=$ENRICH_EXECUTOR_JVM_OPTS")
+  extra_args+=(--conf "spark.executor.defaultJavaOptions=$ENRICH_EXECUTOR_JVM_OPTS")
+# Spark's progress bar redraws one terminal line; written to a file or a pipe it is a wall of
+# carriage returns between the log lines.
+[ -t 2 ] || extra_args+=(--conf spark.ui.showConsoleProgress=false)
 exec "$SPARK_HOME/bin/spark-submit" \
   --master "${SPARK_MASTER:-local[2]}" \
   --driver-memory "${SPARK_DRIVER_MEMORY:-2g}" \
   --properties-file "$ENRICH_CONF_DIR/spark-defaults.conf" \
-  "${SPARK_JAR_ARGS[@]}" "${executor_args[@]}" \
+  "${SPARK_JAR_ARGS[@]}" "${extra_args[@]}" \
   --py-files "$ROOT/build/jobs.zip" \
   "$script" "$@"

@@ -71,11 +71,16 @@ def _version_written(spark: SparkSession, path: str) -> int:
 
 
 def append(
-    df: DataFrame, path: str, commit_note: str, new_table_properties: Mapping[str, str] = {}
+    df: DataFrame,
+    path: str,
+    commit_note: str,
+    new_table_properties: Mapping[str, str] | None = None,
 ) -> int:
-    """Append in one commit; a table created by this append gets ``new_table_properties``."""
+    """Append in one commit. ``new_table_properties``: the table's properties if this append
+    may create it (whether it exists is then asked of the store); None when the caller knows
+    the table exists."""
     writer = df.write.format("delta").mode("append").option("userMetadata", commit_note)
-    if not table_exists(df.sparkSession, path):
+    if new_table_properties is not None and not table_exists(df.sparkSession, path):
         writer = writer.options(**new_table_properties)
     writer.save(path)
     return _version_written(df.sparkSession, path)

@@ -109,9 +109,8 @@ def _ingest(
         existing = object_store.table_snapshot(settings.s3, raw)
         check_ingest_target(raw, None if existing is None else existing.schema, parsed.schema)
         log.info("appending %d rows (%d could not be parsed) to %s", rows, unparsed, raw)
-        version = delta.append(
-            parsed, raw, f"ingest_id={ingest_id}", new_table_properties=delta.RAW_TABLE_PROPERTIES
-        )
+        created = delta.RAW_TABLE_PROPERTIES if existing is None else None
+        version = delta.append(parsed, raw, f"ingest_id={ingest_id}", created)
     finally:
         parsed.unpersist()
     return IngestResult(ingest_id, rows, unparsed, version)

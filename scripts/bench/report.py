@@ -7,7 +7,7 @@ chart, drawn with matplotlib's Agg backend (no display needed).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,83 +80,101 @@ def _fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def _target(
+    name: str,
+    wanted: str,
+    value: float | None,
+    met: Callable[[float], bool],
+    shown: Callable[[float], str],
+) -> Target:
+    """One target and what was measured; "-" and no verdict when the measure was not taken."""
+    if value is None:
+        return Target(name, wanted, "-", None)
+    return Target(name, wanted, shown(value), met(value))
+
+
+def _at_least(least: float) -> Callable[[float], bool]:
+    return lambda value: value >= least
+
+
+def _at_most(most: float) -> Callable[[float], bool]:
+    return lambda value: value <= most
+
+
+def _in_seconds(value: float) -> str:
+    return f"{value:.1f} s"
+
+
 def targets(
     results: dict[str, Measurement], job_points: Sequence[tuple[int, float]]
 ) -> list[Target]:
     """The issue's targets for 2 cores, each with what this run measured."""
-    job = results[JOB].rows_per_second
-    out: list[Target] = []
+    job = results[JOB]
 
-    def speed_target(key: str, name: str, minimum: float) -> None:
-        other = results.get(key)
-        value = ratio(job, other.rows_per_second if other else None)
-        out.append(
-            Target(
-                name,
-                f">= {minimum:g}x",
-                _fmt_ratio(value),
-                None if value is None else value >= minimum,
-            )
-        )
+    def seconds(key: str) -> float | None:
+        return results[key].seconds if key in results else None
 
-    speed_target("floor", "job rows/s vs Spark floor", 0.6)
-    speed_target("peer", "job rows/s vs DuckDB + delta-rs peer", 0.3)
-    speed_target("course", "job rows/s vs pandas to_sql", 5)
-    noop = results.get("noop")
-    out.append(
-        Target(
+    out = []
+    for key, name, least in (
+        ("floor", "job rows/s vs Spark floor", 0.6),
+        ("peer", "job rows/s vs DuckDB + delta-rs peer", 0.3),
+        ("course", "job rows/s vs pandas to_sql", 5.0),
+    ):
+        other = results[key].rows_per_second if key in results else None
+        value = ratio(job.rows_per_second, other)
+        out.append(_target(name, f">= {least:g}x", value, _at_least(least), _fmt_ratio))
+    out += [
+        _target(
             "run with no new data (wall, JVM start included)",
             "<= 10 s",
-            "-" if noop is None else f"{noop.seconds:.1f} s",
-            None if noop is None else noop.seconds <= 10,
-        )
-    )
-    one_percent = results.get("one_percent")
-    share = ratio(one_percent.seconds if one_percent else None, results[JOB].seconds)
-    out.append(
-        Target(
+            seconds("noop"),
+            _at_most(10),
+            _in_seconds,
+        ),
+        _target(
             "run on 1% new data vs full run",
             "<= 10%",
-            "-" if share is None else f"{share:.1%}",
-            None if share is None else share <= 0.10,
-        )
-    )
-    out.append(
-        Target(
+            ratio(seconds("one_percent"), job.seconds),
+            _at_most(0.10),
+            lambda share: f"{share:.1%}",
+        ),
+        _target(
             "run on 1% new data (wall, JVM start included)",
             "<= 35 s",
-            "-" if one_percent is None else f"{one_percent.seconds:.1f} s",
-            None if one_percent is None else one_percent.seconds <= 35,
-        )
-    )
+            seconds("one_percent"),
+            _at_most(35),
+            _in_seconds,
+        ),
+    ]
     for key, name, most in ((JOB, "full", 15), ("one_percent", "incremental", 12)):
         jobs = spark_jobs(results.get(key))
         out.append(
-            Target(
+            _target(
                 f"Spark jobs per {name} run",
                 f"<= {most}",
-                "-" if jobs is None else str(jobs),
-                None if jobs is None else jobs <= most,
+                jobs,
+                _at_most(most),
+                lambda n: f"{n:.0f}",
             )
         )
     copy = results.get("summary_copy")
-    copy_speed = copy.rows_per_second if copy else None
     out.append(
-        Target(
+        _target(
             "summary write to Postgres",
             ">= 100,000 rows/s",
-            "-" if copy_speed is None else f"{copy_speed:,.0f} rows/s",
-            None if copy_speed is None else copy_speed >= 100_000,
+            None if copy is None else copy.rows_per_second,
+            _at_least(100_000),
+            lambda r: f"{r:,.0f} rows/s",
         )
     )
     if len({rows for rows, _ in job_points}) >= 2:
-        exponent = growth_exponent(job_points)
         out.append(
-            Target(
+            _target(
                 "growth with rows (time ~ rows^k)",
                 "k <= 1",
-                f"k = {exponent:.2f}",
-                exponent <= 1.05,  # a 5% allowance for run-to-run noise
+                growth_exponent(job_points),
+                _at_most(1.05),  # a 5% allowance for run-to-run noise
+                lambda k: f"k = {k:.2f}",
             )
         )
     return out
