@@ -199,6 +199,19 @@ def _update_run(cur: Any, result: RunResult, fingerprint: str) -> None:
     )
 
 
+def summary_rows(conn: Connection, dates: Sequence[date]) -> list[SummaryRow]:
+    """The summary rows of ``dates`` as the last synced run left them."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "SELECT event_date, category, currency, transaction_count, total_amount "
+                "FROM {} WHERE event_date = ANY(%s::date[])"
+            ).format(SUMMARY),
+            (list(dates),),
+        )
+        return [SummaryRow(*row) for row in cur.fetchall()]
+
+
 def finish_run(
     conn: Connection,
     result: RunResult,

@@ -307,13 +307,13 @@ def top_unmatched(first_lookup: LookupSpec, limit: int = 5) -> Transform:
     return apply
 
 
+def _summary_key() -> list[Column]:
+    return [F.col("event_date"), F.col("enriched_category").alias("category"), F.col("currency")]
+
+
 def daily_category_summary(df: DataFrame) -> DataFrame:
     """The GROUP BY of the curated table that ``category_daily_summary`` mirrors."""
-    return df.groupBy(
-        F.col("event_date"),
-        F.col("enriched_category").alias("category"),
-        F.col("currency"),
-    ).agg(
+    return df.groupBy(*_summary_key()).agg(
         F.count(F.lit(1)).alias("transaction_count"),
         F.sum("amount").cast(DecimalType(20, 2)).alias("total_amount"),
     )
@@ -347,6 +347,23 @@ def superseded_rows(run_id: str, enriched_at: datetime) -> Transform:
         )
 
     return apply
+
+
+def summary_changes(changes: DataFrame) -> DataFrame:
+    """What a stretch of the curated change feed does to ``daily_category_summary``: per event
+    date, category and currency, the change in transaction count and total amount (a row
+    inserted or an update's new side counts once, a row deleted or an update's old side once
+    negatively). A replay that rewrites a row unchanged nets to zero; its date is listed."""
+    old_side = F.col(CHANGE_TYPE).isin("delete", "update_preimage")
+    sign = F.when(old_side, F.lit(-1)).otherwise(F.lit(1))
+    return (
+        changes.where(F.col("event_date").isNotNull())
+        .groupBy(*_summary_key())
+        .agg(
+            F.sum(sign).cast("bigint").alias("transaction_count"),
+            F.sum(sign * F.col("amount")).cast(DecimalType(20, 2)).alias("total_amount"),
+        )
+    )
 
 
 def changed_dates(changes: DataFrame) -> DataFrame:

@@ -6,7 +6,8 @@ end.
 Incremental by default: a run reads only the raw commits made since the last successful run
 (its watermark, kept in pipeline.enrichment_runs), MERGEs the new rows into curated by
 transaction id, adds the rejected ones to quarantine by record id, and rewrites the summary
-rows of the event dates it touched, in one PostgreSQL transaction with its run record. Every
+rows of the event dates it touched (those rows as the last successful run left them plus what
+curated's change feed adds since), in one PostgreSQL transaction with its run record. Every
 write is keyed, so redoing the work of a run that died replaces instead of doubling.
 """
 
@@ -216,6 +217,7 @@ def execute(
         found.pipeline.synced,
         start,
         before_commit=lambda: writer_lock.check_held(lock, settings.postgres),
+        synced_summary=lambda dates: run_store.summary_rows(conn, dates),
     ).execute(found.curated)
     result = start.finished(
         "succeeded",

@@ -23,10 +23,10 @@ from jobs.core.currencies import ISO_4217_CODES
 from jobs.core.models import FULL, INCREMENTAL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
 from jobs.core.planning import Plan
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
+from jobs.core.summary import add_changes
 from jobs.core.transforms import (
     add_lineage,
     add_rejection_reasons,
-    changed_dates,
     curated_rows,
     daily_category_summary,
     event_date_between,
@@ -35,6 +35,7 @@ from jobs.core.transforms import (
     quarantined_rows,
     raw_changes_as_rows,
     run_counts,
+    summary_changes,
     superseded_rows,
     top_unmatched,
 )
@@ -64,6 +65,7 @@ class QuarantineSync:
     version: int | None
     replaced: int
     dates: list[date]
+    summary_changes: list[SummaryRow]  # what the curated changes since the synced run add up to
 
 
 def classify_rows(
@@ -106,7 +108,8 @@ def count_rows(
 
 class BatchWrites:
     """One run's Spark reads and Delta writes. ``before_commit`` is called before every commit
-    (the caller checks there that it still holds the writer lock)."""
+    (the caller checks there that it still holds the writer lock); ``synced_summary`` gives the
+    summary rows PostgreSQL holds for some dates (those of the synced run)."""
 
     def __init__(
         self,
@@ -116,6 +119,7 @@ class BatchWrites:
         synced: SyncedRun | None,
         start: RunStart,
         before_commit: Callable[[], None],
+        synced_summary: Callable[[Sequence[date]], list[SummaryRow]],
     ) -> None:
         self.spark = spark
         self.settings = settings
@@ -124,6 +128,7 @@ class BatchWrites:
         self.synced = synced
         self.start = start
         self.before_commit = before_commit
+        self.synced_summary = synced_summary
         self.note = f"run_id={start.run_id} mode={plan.mode}"
 
     def execute(self, curated: TableSnapshot | None) -> Written:
@@ -136,6 +141,8 @@ class BatchWrites:
         lookups: list[DataFrame] = []
         cached: DataFrame | None = None
         classified: DataFrame | None = None
+        dates: list[date] | None = None
+        changes: list[SummaryRow] | None = None  # of the summary, for an incremental run
         try:
             if has_new_rows:
                 self._phase("classify")
@@ -156,12 +163,13 @@ class BatchWrites:
                     assert curated is not None  # the plan is a full rebuild where it is missing
                     check_curated_table(curated.path, curated.schema, rows.schema)
                     curated_version = self._write_curated(rows)
-            dates: list[date] | None = None
             if plan.mode != FULL:
                 assert curated_version is not None
                 self._phase("quarantine")
                 synced = self._sync_quarantine_and_dates(classified, curated_version)
                 quarantine_version, dates = synced.version, synced.dates
+                if plan.mode == INCREMENTAL:
+                    changes = synced.summary_changes
                 counts = dataclasses.replace(counts, rows_replaced=synced.replaced)
         finally:
             self._phase(None)
@@ -172,7 +180,7 @@ class BatchWrites:
         assert curated_version is not None
         self._phase("summary")
         try:
-            summary = self._summary(curated_version, dates)
+            summary = self._summary(curated_version, dates, changes)
         finally:
             self._phase(None)
         return Written(counts, top, curated_version, quarantine_version, summary, dates)
@@ -264,7 +272,7 @@ class BatchWrites:
         since = self.synced.curated_version
         quarantine = classified.transform(quarantined_rows) if classified is not None else None
         if curated_version <= since:
-            return QuarantineSync(self._insert_quarantine(quarantine), 0, [])
+            return QuarantineSync(self._insert_quarantine(quarantine), 0, [], [])
         path = self.tables.curated  # its change feed was checked before the run started
         changes = delta.read_changes(self.spark, path, since + 1, curated_version).persist()
         try:
@@ -272,16 +280,19 @@ class BatchWrites:
                 superseded_rows(self.start.run_id, self.start.started_at)
             ).persist()
             replaced = superseded.count()
-            dates = sorted(r["event_date"] for r in changes.transform(changed_dates).collect())
             if replaced:
                 quarantine = (
                     superseded if quarantine is None else quarantine.unionByName(superseded)
                 )
             version = self._insert_quarantine(quarantine)
             superseded.unpersist()
+            self._phase("summary")
+            added = [
+                SummaryRow(**row.asDict()) for row in changes.transform(summary_changes).collect()
+            ]
         finally:
             changes.unpersist()
-        return QuarantineSync(version, replaced, dates)
+        return QuarantineSync(version, replaced, sorted({r.event_date for r in added}), added)
 
     def _insert_quarantine(self, quarantine: DataFrame | None) -> int | None:
         path = self.tables.quarantine
@@ -313,17 +324,27 @@ class BatchWrites:
             and synced.quarantine_version == latest
         )
 
-    def _summary(self, curated_version: int, dates: list[date] | None) -> list[SummaryRow]:
-        committed = delta.read_version(self.spark, self.tables.curated, curated_version)
-        if dates is not None:
-            committed = committed.filter(F.col("event_date").isin(dates))
+    def _summary(
+        self, curated_version: int, dates: list[date] | None, changes: list[SummaryRow] | None
+    ) -> list[SummaryRow]:
+        """The summary rows of ``dates`` (None: every date) at ``curated_version``: for an
+        incremental run the synced rows of those dates plus ``changes``, the curated change
+        feed's since the synced run (no read of the curated table); otherwise the GROUP BY of
+        the curated table at that version."""
         log.info(
             "computing the daily summary for %s",
             "every date" if dates is None else f"{len(dates)} changed date(s)",
         )
-        summary = [
-            SummaryRow(**row.asDict())
-            for row in committed.transform(daily_category_summary).collect()
-        ]
+        if changes is not None:
+            assert dates is not None
+            summary = add_changes(self.synced_summary(dates), changes)
+        else:
+            committed = delta.read_version(self.spark, self.tables.curated, curated_version)
+            if dates is not None:
+                committed = committed.filter(F.col("event_date").isin(dates))
+            summary = [
+                SummaryRow(**row.asDict())
+                for row in committed.transform(daily_category_summary).collect()
+            ]
         failpoints.reached("summary-computed")
         return summary

@@ -35,6 +35,7 @@ from jobs.core.transforms import (
     quarantined_rows,
     raw_changes_as_rows,
     run_counts,
+    summary_changes,
     superseded_rows,
 )
 
@@ -485,6 +486,46 @@ def test_a_replaced_record_is_quarantined_and_a_replayed_one_is_not(spark: Spark
         d2,
         d3,
     ]
+
+
+def test_summary_changes_add_new_sides_and_take_away_old_ones(spark: SparkSession) -> None:
+    d1, d2, d3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
+
+    def costing(amount: str, row: tuple[object, ...]) -> tuple[object, ...]:
+        return (*row[:4], Decimal(amount), *row[5:])
+
+    changes = spark.createDataFrame(
+        [
+            # version 7: T1 moves from d1 to d2; version 8: its amount is corrected.
+            curated_change("T1", "r1", d1, "update_preimage", 7),
+            curated_change("T1", "r9", d2, "update_postimage", 7),
+            curated_change("T1", "r9", d2, "update_preimage", 8),
+            costing("3.50", curated_change("T1", "r10", d2, "update_postimage", 8)),
+            # d3: one row in, one row out: the date nets to zero and is still listed.
+            costing("2.25", curated_change("T5", "r5", d3, "insert", 8)),
+            costing("2.25", curated_change("T6", "r6", d3, "delete", 8)),
+        ],
+        CURATED_CHANGE_SCHEMA,
+    )
+    expected = spark.createDataFrame(
+        [
+            (d1, "Groceries", "USD", -1, Decimal("-1.00")),
+            (d2, "Groceries", "USD", 1, Decimal("3.50")),
+            (d3, "Groceries", "USD", 0, Decimal("0.00")),
+        ],
+        StructType(
+            [
+                StructField("event_date", DateType()),
+                StructField("category", StringType()),
+                StructField("currency", StringType()),
+                StructField("transaction_count", LongType()),
+                StructField("total_amount", DecimalType(20, 2)),
+            ]
+        ),
+    )
+    assert_df_equality(
+        changes.transform(summary_changes), expected, ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_event_date_between_is_inclusive_in_utc(spark: SparkSession) -> None:
