@@ -26,14 +26,17 @@ from pyspark.sql import SparkSession
 
 from jobs.adapters.object_store import table_version
 from jobs.core.errors import ConcurrentRunError
+from jobs.core.transforms import daily_category_summary
 from tests.harness import (
     Ground,
     Job,
     PipelineCopy,
     assert_between_s0_and_clean,
     assert_converges,
+    copy_pipeline,
     data_objects,
     delta_log_versions,
+    drop_pipeline,
     error_lines,
     read_outputs,
     run_batch_here,
@@ -161,6 +164,42 @@ def test_kill_9_during_a_full_rebuild(
     job.kill()
     after = assert_converges(spark, ground, pipeline)
     assert "completing full rebuild" in after.output
+
+
+def test_kill_9_after_a_date_range_commit(spark: SparkSession, ground: Ground) -> None:
+    """A --from-date run killed after its curated commit (whole dates replaced): the next plain
+    run brings the summary in step from curated's change feed, whose deletes take the replaced
+    rows away and whose inserts add their re-enriched versions."""
+    pipeline = copy_pipeline(ground.admin, ground.s3, ground.clean)
+    try:
+        with pipeline.connect_admin() as conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE reference.merchant_lookup SET category = 'Reclassified' "
+                "WHERE merchant_id = 'MER-ABC'"
+            )
+        conn.close()
+        day = "2026-11-05"
+        args = ["batch_enrich", "--from-date", day, "--to-date", day]
+        job = Job(pipeline.env, args, ground.work / "fp-range", ["curated-committed"])
+        job.pause_at("curated-committed")
+        job.kill()
+        after = run_batch_here(spark, pipeline.env)
+        assert "SUCCEEDED (incremental)" in after.output, after.output[-3000:]
+        curated = spark.read.format("delta").load(pipeline.bucket.tables.curated)
+        expected = tuple(
+            sorted(tuple(r) for r in curated.transform(daily_category_summary).collect())
+        )
+        outputs = read_outputs(pipeline)
+        assert outputs.summary == expected
+        assert any(r[0].isoformat() == day and r[1] == "Reclassified" for r in outputs.summary)
+        assert [r for r in outputs.summary if r[0].isoformat() != day] == [
+            r for r in ground.clean_outputs.summary if r[0].isoformat() != day
+        ]
+        killed, recovery = runs(pipeline)[-2:]
+        assert (killed["status"], killed["mode"]) == ("crashed", "range")
+        assert str(killed["run_id"]) in [str(r) for r in recovery["recovered_runs"]]
+    finally:
+        drop_pipeline(ground.admin, ground.s3, pipeline)
 
 
 # --------------------------------------------------------------------------------------------
