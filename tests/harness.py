@@ -35,6 +35,7 @@ from jobs.config.postgres_url import PostgresTarget, env_for_database, target_fr
 from jobs.config.settings import S3Settings, Settings, load_settings
 from jobs.core.models import RunResult
 from jobs.core.report import format_run_summary
+from jobs.core.transforms import daily_category_summary
 from jobs.runs import batch
 from jobs.runs import ingest as ingest_run
 from jobs.runs.ingest import IngestResult
@@ -161,6 +162,23 @@ def read_outputs(pipeline: PipelineCopy) -> Outputs:
     conn.close()
     s3 = pipeline.settings.s3
     return Outputs(table_rows(s3, tables.curated), table_rows(s3, tables.quarantine), summary)
+
+
+def curated_summary(spark: SparkSession, pipeline: PipelineCopy) -> tuple[tuple[Any, ...], ...]:
+    """The GROUP BY of the pipeline's curated table that its summary must equal, sorted as
+    ``read_outputs`` sorts the summary."""
+    curated = spark.read.format("delta").load(pipeline.bucket.tables.curated)
+    return tuple(sorted(tuple(r) for r in curated.transform(daily_category_summary).collect()))
+
+
+def reclassify_merchant(pipeline: PipelineCopy, merchant_id: str, category: str) -> None:
+    """A correction of the reference data: ``merchant_id``'s category in merchant_lookup."""
+    with pipeline.connect_admin() as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE reference.merchant_lookup SET category = %s WHERE merchant_id = %s",
+            (category, merchant_id),
+        )
+    conn.close()
 
 
 def runs(pipeline: PipelineCopy) -> list[dict[str, Any]]:

@@ -64,8 +64,12 @@ class Written:
 class QuarantineSync:
     version: int | None
     replaced: int
-    dates: list[date]
     summary_changes: list[SummaryRow]  # what the curated changes since the synced run add up to
+
+    @property
+    def dates(self) -> list[date]:
+        """The event dates the curated changes since the synced run touched."""
+        return sorted({row.event_date for row in self.summary_changes})
 
 
 def classify_rows(
@@ -272,7 +276,7 @@ class BatchWrites:
         since = self.synced.curated_version
         quarantine = classified.transform(quarantined_rows) if classified is not None else None
         if curated_version <= since:
-            return QuarantineSync(self._insert_quarantine(quarantine), 0, [], [])
+            return QuarantineSync(self._insert_quarantine(quarantine), 0, [])
         path = self.tables.curated  # its change feed was checked before the run started
         changes = delta.read_changes(self.spark, path, since + 1, curated_version).persist()
         try:
@@ -292,7 +296,7 @@ class BatchWrites:
             ]
         finally:
             changes.unpersist()
-        return QuarantineSync(version, replaced, sorted({r.event_date for r in added}), added)
+        return QuarantineSync(version, replaced, added)
 
     def _insert_quarantine(self, quarantine: DataFrame | None) -> int | None:
         path = self.tables.quarantine

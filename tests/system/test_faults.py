@@ -26,7 +26,6 @@ from pyspark.sql import SparkSession
 
 from jobs.adapters.object_store import table_version
 from jobs.core.errors import ConcurrentRunError
-from jobs.core.transforms import daily_category_summary
 from tests.harness import (
     Ground,
     Job,
@@ -34,11 +33,13 @@ from tests.harness import (
     assert_between_s0_and_clean,
     assert_converges,
     copy_pipeline,
+    curated_summary,
     data_objects,
     delta_log_versions,
     drop_pipeline,
     error_lines,
     read_outputs,
+    reclassify_merchant,
     run_batch_here,
     runs,
     stack,
@@ -172,12 +173,7 @@ def test_kill_9_after_a_date_range_commit(spark: SparkSession, ground: Ground) -
     rows away and whose inserts add their re-enriched versions."""
     pipeline = copy_pipeline(ground.admin, ground.s3, ground.clean)
     try:
-        with pipeline.connect_admin() as conn, conn.cursor() as cur:
-            cur.execute(
-                "UPDATE reference.merchant_lookup SET category = 'Reclassified' "
-                "WHERE merchant_id = 'MER-ABC'"
-            )
-        conn.close()
+        reclassify_merchant(pipeline, "MER-ABC", "Reclassified")
         day = "2026-11-05"
         args = ["batch_enrich", "--from-date", day, "--to-date", day]
         job = Job(pipeline.env, args, ground.work / "fp-range", ["curated-committed"])
@@ -185,12 +181,8 @@ def test_kill_9_after_a_date_range_commit(spark: SparkSession, ground: Ground) -
         job.kill()
         after = run_batch_here(spark, pipeline.env)
         assert "SUCCEEDED (incremental)" in after.output, after.output[-3000:]
-        curated = spark.read.format("delta").load(pipeline.bucket.tables.curated)
-        expected = tuple(
-            sorted(tuple(r) for r in curated.transform(daily_category_summary).collect())
-        )
         outputs = read_outputs(pipeline)
-        assert outputs.summary == expected
+        assert outputs.summary == curated_summary(spark, pipeline)
         assert any(r[0].isoformat() == day and r[1] == "Reclassified" for r in outputs.summary)
         assert [r for r in outputs.summary if r[0].isoformat() != day] == [
             r for r in ground.clean_outputs.summary if r[0].isoformat() != day
