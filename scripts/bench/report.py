@@ -17,12 +17,15 @@ JOB = "job"
 
 @dataclass(frozen=True)
 class Measurement:
-    key: str  # job, floor, peer, course, noop, one_percent, summary_copy, summary_row_by_row
+    # job, floor, peer, course, spark_start, noop, one_percent, small_run, corrections,
+    # summary_copy, summary_row_by_row
+    key: str
     label: str
     rows: int
     seconds: float
     peak_rss_mb: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # job, minio, postgres
 
     @property
     def rows_per_second(self) -> float | None:
@@ -132,9 +135,9 @@ def targets(
             _in_seconds,
         ),
         _target(
-            "run on 1% new data vs full run",
+            "run on 1% new data: marginal cost vs full run's",
             "<= 10%",
-            ratio(seconds("one_percent"), job.seconds),
+            marginal_share(results, "one_percent"),
             _at_most(0.10),
             lambda share: f"{share:.1%}",
         ),
@@ -144,6 +147,27 @@ def targets(
             seconds("one_percent"),
             _at_most(35),
             _in_seconds,
+        ),
+        _target(
+            "run on <= 1,000 new rows (wall, JVM start included)",
+            "<= 15 s",
+            seconds("small_run"),
+            _at_most(15),
+            _in_seconds,
+        ),
+        _target(
+            "run on 0.1% corrections, every date (wall)",
+            "<= 45 s",
+            seconds("corrections"),
+            _at_most(45),
+            _in_seconds,
+        ),
+        _target(
+            "curated bytes rewritten by the corrections",
+            "<= 10%",
+            rewritten_share(results.get("corrections")),
+            _at_most(0.10),
+            lambda share: f"{share:.1%}",
         ),
     ]
     for key, name, most in ((JOB, "full", 15), ("one_percent", "incremental", 12)):
@@ -180,6 +204,20 @@ def targets(
     return out
 
 
+def marginal_share(results: dict[str, Measurement], key: str) -> float | None:
+    """A run's cost above a Spark start with no work, as a share of the full run's."""
+    if key not in results or "spark_start" not in results:
+        return None
+    start = results["spark_start"].seconds
+    return ratio(results[key].seconds - start, results[JOB].seconds - start)
+
+
+def rewritten_share(measurement: Measurement | None) -> float | None:
+    """The share of curated's bytes the corrections' MERGE removed and wrote again."""
+    rewrite = None if measurement is None else measurement.detail.get("curated_rewrite")
+    return None if not rewrite else rewrite.get("rewritten_share")
+
+
 def spark_jobs(measurement: Measurement | None) -> int | None:
     """The Spark jobs a job run started, from its event log (scripts/bench/events.py)."""
     spark = None if measurement is None else measurement.detail.get("spark")
@@ -190,6 +228,7 @@ def format_table(results: dict[str, Measurement]) -> str:
     job_speed = results[JOB].rows_per_second
     header = (
         f"{'measure':<44} {'rows':>12} {'wall s':>9} {'rows/s':>12} {'job is':>8} {'peak MB':>8}"
+        f"  {'CPU s: run/MinIO/PG':<20}"
     )
     lines = [header, "-" * len(header)]
     for m in results.values():
@@ -199,8 +238,18 @@ def format_table(results: dict[str, Measurement]) -> str:
             f"{m.label:<44} {m.rows:>12,} {m.seconds:>9.1f} "
             f"{'-' if speed is None else f'{speed:,.0f}':>12} {versus:>8} "
             f"{'-' if m.peak_rss_mb is None else f'{m.peak_rss_mb:,.0f}':>8}"
+            f"  {format_cpu(m.cpu_seconds):<20}"
         )
     return "\n".join(lines)
+
+
+def format_cpu(cpu: dict[str, float]) -> str:
+    if not cpu:
+        return "-"
+    return "/".join(
+        "-" if cpu.get(name) is None else f"{cpu[name]:.0f}"
+        for name in ("job", "minio", "postgres")
+    )
 
 
 def format_targets(found: Sequence[Target]) -> str:
@@ -218,6 +267,8 @@ def to_json(
     job_runs: Sequence[Measurement],
     fit: LineFit | None,
     found: Sequence[Target],
+    floor_runs: Sequence[Measurement] = (),
+    floor_fit: LineFit | None = None,
 ) -> dict[str, Any]:
     def measurement(m: Measurement) -> dict[str, Any]:
         return {**asdict(m), "rows_per_second": m.rows_per_second}
@@ -228,6 +279,8 @@ def to_json(
         "results": {key: measurement(m) for key, m in results.items()},
         "job_full_runs": [measurement(m) for m in job_runs],
         "fit": None if fit is None else asdict(fit),
+        "floor_runs": [measurement(m) for m in floor_runs],
+        "floor_fit": None if floor_fit is None else asdict(floor_fit),
         "targets": [asdict(t) for t in found],
     }
 
@@ -238,6 +291,7 @@ def draw_chart(
     job_runs: Sequence[Measurement],
     fit: LineFit | None,
     title: str,
+    floor_runs: Sequence[Measurement] = (),
 ) -> None:
     import matplotlib
 
@@ -265,7 +319,15 @@ def draw_chart(
             "-",
             label=f"fit: {fit.fixed_seconds:.1f} s + {fit.seconds_per_million:.1f} s/M rows",
         )
-    for key, marker in (("noop", "s"), ("one_percent", "^")):
+    if floor_runs:
+        right.plot(
+            [m.rows / 1e6 for m in floor_runs], [m.seconds for m in floor_runs], "x-",
+            label="Spark floor (raw Delta -> Delta copy)",
+        )  # fmt: skip
+    for key, marker in (
+        ("noop", "s"), ("one_percent", "^"), ("small_run", "D"), ("corrections", "v"),
+        ("spark_start", "."),
+    ):  # fmt: skip
         if key in results:
             m = results[key]
             right.plot([m.rows / 1e6], [m.seconds], marker, label=m.label)

@@ -22,7 +22,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -40,7 +39,9 @@ from jobs.adapters.object_store import s3_client, split_path
 from jobs.config.postgres_url import env_for_database, target_from_env
 from jobs.config.settings import s3_from_env
 from jobs.core.models import RunStart, SummaryRow
+from scripts.bench.corrections import commit_rewrite, table_bytes, write_corrections
 from scripts.bench.events import describe_spark_jobs, event_log_options, read_event_log
+from scripts.bench.processes import Timed, run_measured, server_pids
 from scripts.bench.report import (
     JOB,
     Measurement,
@@ -73,23 +74,6 @@ def say(message: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _tree_rss_kb(pid: int) -> int:
-    total, pending = 0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += next(
-                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
-                0,
-            )
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-    return total
-
-
 def with_event_log(
     env: Mapping[str, str], log_dir: Path, label: str
 ) -> tuple[dict[str, str], Path]:
@@ -103,42 +87,33 @@ def with_event_log(
 
 def timed_job(
     label: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path
-) -> tuple[float, float, dict[str, Any] | None]:
-    """A batch_enrich spark-submit, timed; (wall s, peak MB, its Spark jobs by phase or None)."""
+) -> tuple[Timed, dict[str, Any] | None]:
+    """A batch_enrich spark-submit, timed; what it cost and its Spark jobs by phase (or None)."""
     job_env, events = with_event_log(env, log_dir, label)
-    seconds, peak, _ = timed(label, [SUBMIT, "batch_enrich", *args], job_env, log_dir)
-    return seconds, peak, read_event_log(events)
+    run = timed(label, [SUBMIT, "batch_enrich", *args], job_env, log_dir)
+    return run, read_event_log(events)
 
 
-def timed(
-    label: str, command: Sequence[str], env: Mapping[str, str], log_dir: Path
-) -> tuple[float, float, str]:
-    """Run ``command``; (wall seconds, peak RSS MB of it and its children, its stdout)."""
+SERVERS: dict[str, int] = {}  # the local stack's servers whose CPU each measure reports
+
+
+def timed(label: str, command: Sequence[str], env: Mapping[str, str], log_dir: Path) -> Timed:
+    """Run ``command``: wall seconds, peak RSS of it and its children, CPU seconds, stdout."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / (label.replace(" ", "_").replace("/", "_") + ".log")
-    peak = 0
-    with log_path.open("w") as log:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            list(command), env=dict(env), stdout=subprocess.PIPE, stderr=log, text=True
-        )
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.wait(0.2):
-                peak = max(peak, _tree_rss_kb(process.pid))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        stdout, _ = process.communicate()
-        seconds = time.perf_counter() - started
-        done.set()
-        sampler.join()
-    if process.returncode != 0:
+    code, run = run_measured(command, env, log_path, SERVERS)
+    if code != 0:
         tail = log_path.read_text()[-3000:]
-        raise BenchError(f"{label} failed (exit {process.returncode}); log {log_path}:\n{tail}")
-    return seconds, peak / 1024, stdout
+        raise BenchError(f"{label} failed (exit {code}); log {log_path}:\n{tail}")
+    return run
+
+
+def measured(
+    key: str, label: str, rows: int, run: Timed, detail: Mapping[str, Any] | None = None
+) -> Measurement:
+    return Measurement(
+        key, label, rows, run.seconds, run.peak_rss_mb, dict(detail or {}), run.cpu_seconds
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +199,7 @@ def last_run(env: Mapping[str, str]) -> dict[str, Any]:
     with psycopg2.connect(**target_from_env(env).psycopg2_kwargs()) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT status, mode, rows_read, rows_curated, rows_quarantined, rows_duplicate, "
-            "rows_unmatched, summary_dates_rewritten FROM pipeline.enrichment_runs "
+            "rows_unmatched, rows_replaced, summary_dates_rewritten FROM pipeline.enrichment_runs "
             "ORDER BY started_at DESC LIMIT 1"
         )
         row = cur.fetchone()
@@ -298,6 +273,51 @@ def summary_write(env: Mapping[str, str], copy_rows: int, loop_rows: int) -> lis
             "summary_row_by_row", "summary write: row-by-row INSERT loop", loop_rows, loop_seconds
         ),
     ]
+
+
+def incremental_run(
+    env: Mapping[str, str], log_dir: Path, key: str, files: Sequence[Path], rows: int, label: str
+) -> Measurement:
+    """``files`` ingested, then an incremental run, which must read just their ``rows``."""
+    timed(f"ingest {key}", [SUBMIT, "ingest", *map(str, files)], env, log_dir)
+    say(f"job on {label} ...")
+    run, spark = timed_job(f"job {key}", [], env, log_dir)
+    record = {**last_run(env), "spark": spark}
+    if record["rows_read"] != rows or record["mode"] != "incremental":
+        raise BenchError(f"the run on {label} did not read just the new rows: {record}")
+    say(f"  {run.seconds:.1f} s" + describe_spark_jobs(spark))
+    return measured(key, f"job: incremental run, {label}", rows, run, record)
+
+
+SMALL_RUN_ROWS = 1_000  # the issue's "a run on <= 1,000 new rows"
+CORRECTED_SHARE = 0.001  # of the curated transactions, re-sent with new amounts
+
+
+def corrections_run(
+    env: Mapping[str, str], data_dir: Path, log_dir: Path, curated_path: str
+) -> Measurement:
+    """0.1% of the curated transactions re-sent with new amounts, spread over every date, then an
+    incremental run: its time, and the share of curated's bytes its MERGE rewrote."""
+    s3 = s3_from_env(env)
+    path = data_dir / "corrections.csv"
+    count = write_corrections(s3, curated_path, path, CORRECTED_SHARE)
+    _, bytes_before = table_bytes(s3, curated_path)
+    timed("ingest corrections", [SUBMIT, "ingest", str(path)], env, log_dir)
+    say(f"job on {count:,} corrections ({CORRECTED_SHARE:.1%} of curated, every date) ...")
+    run, spark = timed_job("job corrections", [], env, log_dir)
+    record = {**last_run(env), "spark": spark}
+    if record["rows_read"] != count or record["rows_replaced"] != count:
+        raise BenchError(f"the corrections run did not replace just the {count} rows: {record}")
+    version, _ = table_bytes(s3, curated_path)
+    rewrite = commit_rewrite(s3, curated_path, version, bytes_before)
+    say(
+        f"  {run.seconds:.1f} s; rewrote {rewrite['bytes_removed']:,} of {bytes_before:,} bytes "
+        f"({(rewrite['rewritten_share'] or 0):.0%})" + describe_spark_jobs(spark)
+    )
+    return measured(
+        "corrections", "job: incremental run, 0.1% corrections", count, run,
+        {**record, "curated_rewrite": rewrite},
+    )  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -387,92 +407,91 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = size
     one_percent_rows = max(1, args.rows // 100)
     new_files = generate(data_dir, "new", one_percent_rows, args.merchants, 99_000)
+    small_rows = min(SMALL_RUN_ROWS, one_percent_rows)
+    small_files = generate(data_dir, "small", small_rows, args.merchants, 98_000)
     say(f"generated {args.rows + one_percent_rows:,} rows in {time.perf_counter() - started:.0f} s")
 
+    SERVERS.update(server_pids(Path(os.environ.get("STACK_DIR", ROOT / ".stack")).resolve()))
     results: dict[str, Measurement] = {}
     job_runs: list[Measurement] = []
+    floor_runs: list[Measurement] = []
     ingests: list[dict[str, Any]] = []
+    raw_path = tables["RAW_TABLE_PATH"]
+    floor_script = str(ROOT / "scripts" / "bench" / "floor.py")
+
+    say("Spark start-only: a session opened and closed ...")
+    run = timed(
+        "spark start", [SUBMIT, str(ROOT / "scripts" / "bench" / "start_only.py")], env, log_dir
+    )
+    results["spark_start"] = measured("spark_start", "Spark start-only (session, no work)", 0, run)
+    say(f"  {run.seconds:.1f} s")
+
     for size, files in zip(args.sizes, increments, strict=True):
-        seconds, _, _ = timed(
-            f"ingest to {size}", [SUBMIT, "ingest", *map(str, files)], env, log_dir
-        )
-        ingests.append({"rows_total": size, "seconds": round(seconds, 1)})
-        say(f"ingested up to {size:,} rows in {seconds:.0f} s; job --full on {size:,} rows ...")
-        seconds, peak, spark = timed_job(f"job full {size}", ["--full"], env, log_dir)
+        run = timed(f"ingest to {size}", [SUBMIT, "ingest", *map(str, files)], env, log_dir)
+        ingests.append({"rows_total": size, "seconds": round(run.seconds, 1)})
+        say(f"ingested up to {size:,} rows in {run.seconds:.0f} s; job --full on {size:,} rows ...")
+        run, spark = timed_job(f"job full {size}", ["--full"], env, log_dir)
         record = {**last_run(env), "spark": spark}
         if record["rows_read"] != size:
             raise BenchError(f"the job read {record['rows_read']} rows, expected {size}")
         job_runs.append(
-            Measurement(
-                JOB, "job: full run (make submit-batch --full)", size, seconds, peak, record
-            )
+            measured(JOB, "job: full run (make submit-batch --full)", size, run, record)
         )
         say(
-            f"  {seconds:.1f} s, {size / seconds:,.0f} rows/s, peak {peak:,.0f} MB"
+            f"  {run.seconds:.1f} s, {size / run.seconds:,.0f} rows/s, peak {run.peak_rss_mb:,.0f} MB"
             + describe_spark_jobs(spark)
         )
+        say(f"Spark floor: Delta copy of {size:,} rows ...")
+        run = timed(f"floor {size}", [SUBMIT, floor_script, raw_path, floor_path], env, log_dir)
+        floor_runs.append(measured("floor", "Spark floor: raw Delta -> Delta copy", size, run))
+        say(f"  {run.seconds:.1f} s, {size / run.seconds:,.0f} rows/s")
     results[JOB] = job_runs[-1]
+    results["floor"] = floor_runs[-1]
     job_summary = summary_rows(env)
-    raw_path = tables["RAW_TABLE_PATH"]
-
-    say(f"Spark floor: Delta copy of {args.rows:,} rows ...")
-    seconds, peak, _ = timed(
-        "floor", [SUBMIT, str(ROOT / "scripts" / "bench" / "floor.py"), raw_path, floor_path],
-        env, log_dir,
-    )  # fmt: skip
-    results["floor"] = Measurement(
-        "floor", "Spark floor: raw Delta -> Delta copy", args.rows, seconds, peak
-    )
-    say(f"  {seconds:.1f} s")
 
     say("peer: DuckDB + delta-rs ...")
-    seconds, peak, stdout = timed(
-        "peer", [PY, "-m", "scripts.bench.peer", raw_path, *peer_paths], env, log_dir
-    )
-    peer_counts = json.loads(stdout.strip().splitlines()[-1])
+    run = timed("peer", [PY, "-m", "scripts.bench.peer", raw_path, *peer_paths], env, log_dir)
+    peer_counts = json.loads(run.stdout.strip().splitlines()[-1])
     job_counts = {k: results[JOB].detail[k] for k in peer_counts if k in results[JOB].detail}
     agrees = all(peer_counts[k] == v for k, v in job_counts.items()) and (
         summary_rows(env) == job_summary
     )
-    results["peer"] = Measurement(
-        "peer", "peer: DuckDB + delta-rs, same enrichment", args.rows, seconds, peak,
+    results["peer"] = measured(
+        "peer", "peer: DuckDB + delta-rs, same enrichment", args.rows, run,
         {**peer_counts, "same_counts_and_summary_as_job": agrees},
     )  # fmt: skip
-    say(f"  {seconds:.1f} s; same counts and summary as the job: {agrees}")
+    say(f"  {run.seconds:.1f} s; same counts and summary as the job: {agrees}")
     if not agrees:
         raise BenchError(f"the peer's result differs from the job's: {peer_counts} vs {job_counts}")
 
     course_rows = min(args.course_rows, args.rows)
     say(f"course's method: pandas + to_sql on {course_rows:,} rows ...")
-    seconds, peak, stdout = timed(
+    run = timed(
         "course", [PY, "-m", "scripts.bench.course", "bench_course", str(course_rows),
                    *map(str, [f for files in increments for f in files])],
         env, log_dir,
     )  # fmt: skip
-    results["course"] = Measurement(
-        "course", "course: pandas read + to_sql (50k chunks)", course_rows, seconds, peak,
-        json.loads(stdout.strip().splitlines()[-1]),
+    results["course"] = measured(
+        "course", "course: pandas read + to_sql (50k chunks)", course_rows, run,
+        json.loads(run.stdout.strip().splitlines()[-1]),
     )  # fmt: skip
-    say(f"  {seconds:.1f} s")
+    say(f"  {run.seconds:.1f} s")
 
     say("job with no new data ...")
-    seconds, peak, _ = timed("job noop", [SUBMIT, "batch_enrich"], env, log_dir)
+    run = timed("job noop", [SUBMIT, "batch_enrich"], env, log_dir)
     record = last_run(env)
     if record["status"] != "noop":
         raise BenchError(f"the rerun with no new data was not a no-op: {record}")
-    results["noop"] = Measurement("noop", "job: rerun, no new data", 0, seconds, peak, record)
-    say(f"  {seconds:.1f} s")
+    results["noop"] = measured("noop", "job: rerun, no new data", 0, run, record)
+    say(f"  {run.seconds:.1f} s")
 
-    timed("ingest 1%", [SUBMIT, "ingest", *map(str, new_files)], env, log_dir)
-    say(f"job on 1% new data ({one_percent_rows:,} rows) ...")
-    seconds, peak, spark = timed_job("job one percent", [], env, log_dir)
-    record = {**last_run(env), "spark": spark}
-    if record["rows_read"] != one_percent_rows or record["mode"] != "incremental":
-        raise BenchError(f"the 1% run did not read just the new rows: {record}")
-    results["one_percent"] = Measurement(
-        "one_percent", "job: incremental run, 1% new data", one_percent_rows, seconds, peak, record
-    )
-    say(f"  {seconds:.1f} s" + describe_spark_jobs(spark))
+    for key, files, rows, label in (
+        ("one_percent", new_files, one_percent_rows, "1% new data"),
+        ("small_run", small_files, small_rows, f"{small_rows:,} new rows"),
+    ):
+        results[key] = incremental_run(env, log_dir, key, files, rows, label)
+
+    results["corrections"] = corrections_run(env, data_dir, log_dir, tables["CURATED_TABLE_PATH"])
 
     say("summary write: COPY against a row-by-row loop ...")
     for m in summary_write(env, args.summary_rows, min(args.loop_rows, args.summary_rows)):
@@ -480,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     points = [(m.rows, m.seconds) for m in job_runs]
     fit = fit_line(points)
+    floor_fit = fit_line([(m.rows, m.seconds) for m in floor_runs])
     found = targets(results, points)
     info = machine()
     settings = {
@@ -487,12 +507,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "course_rows": course_rows, "spark_master": env.get("SPARK_MASTER", "local[2]"),
         "spark_driver_memory": env.get("SPARK_DRIVER_MEMORY", "2g"), "ingests": ingests,
     }  # fmt: skip
-    report = to_json(info, settings, results, job_runs, fit, found)
+    report = to_json(info, settings, results, job_runs, fit, found, floor_runs, floor_fit)
     out.mkdir(parents=True, exist_ok=True)
     json_path, chart_path = out / f"bench-{stamp}.json", out / f"bench-{stamp}.png"
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     title = f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; {args.rows:,} rows"
-    draw_chart(chart_path, results, job_runs, fit, title)
+    draw_chart(chart_path, results, job_runs, fit, title, floor_runs)
     shutil.copyfile(json_path, out / "latest.json")
     shutil.copyfile(chart_path, out / "latest.png")
 
@@ -501,6 +521,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\nJob full run time = {fit.fixed_seconds:.1f} s + {fit.seconds_per_million:.2f} s per "
         f"million rows (R^2 {fit.r_squared:.3f}; sizes {', '.join(f'{s:,}' for s in args.sizes)})"
+    )
+    print(
+        f"Spark floor time   = {floor_fit.fixed_seconds:.1f} s + "
+        f"{floor_fit.seconds_per_million:.2f} s per million rows (R^2 {floor_fit.r_squared:.3f})"
     )
     print("\nTargets (2 cores)\n" + format_targets(found))
     print(f"\nResults: {json_path}\nChart:   {chart_path}")

@@ -41,7 +41,8 @@ def test_growth_exponent_tells_linear_from_quadratic() -> None:
 
 def _results(**seconds: float) -> dict[str, Measurement]:
     rows = {"job": 1_000_000, "floor": 1_000_000, "peer": 1_000_000, "course": 100_000}
-    rows |= {"noop": 0, "one_percent": 10_000, "summary_copy": 200_000}
+    rows |= {"noop": 0, "one_percent": 10_000, "summary_copy": 200_000, "spark_start": 0}
+    rows |= {"small_run": 1_000, "corrections": 1_000}
     jobs = {"job": 14, "one_percent": 13}  # Spark jobs, as scripts/bench/events.py reads them
     return {
         key: Measurement(
@@ -50,6 +51,7 @@ def _results(**seconds: float) -> dict[str, Measurement]:
             rows[key],
             value,
             detail={"spark": {"spark_jobs": jobs[key]}} if key in jobs else {},
+            cpu_seconds={"job": 2 * value, "minio": 1.0},
         )
         for key, value in seconds.items()
     }
@@ -57,8 +59,10 @@ def _results(**seconds: float) -> dict[str, Measurement]:
 
 def test_targets_compare_rows_per_second_and_wall_times() -> None:
     results = _results(
-        job=100.0, floor=80.0, peer=25.0, course=20.0, noop=6.0, one_percent=12.0, summary_copy=1.0
-    )
+        job=100.0, floor=80.0, peer=25.0, course=20.0, noop=6.0, one_percent=12.0, summary_copy=1.0,
+        spark_start=4.0, small_run=16.0, corrections=40.0,
+    )  # fmt: skip
+    results["corrections"].detail["curated_rewrite"] = {"rewritten_share": 0.25}
     found = {t.name: t for t in targets(results, [(100_000, 20.0), (1_000_000, 100.0)])}
     floor = found["job rows/s vs Spark floor"]
     assert (floor.measured, floor.met) == ("0.80x", True)
@@ -68,8 +72,13 @@ def test_targets_compare_rows_per_second_and_wall_times() -> None:
     course = found["job rows/s vs pandas to_sql"]
     assert (course.measured, course.met) == ("2.00x", False)
     assert found["run with no new data (wall, JVM start included)"].met is True
-    assert found["run on 1% new data vs full run"].measured == "12.0%"
-    assert found["run on 1% new data vs full run"].met is False
+    # above a 4 s Spark start: (12 - 4) / (100 - 4)
+    marginal = found["run on 1% new data: marginal cost vs full run's"]
+    assert (marginal.measured, marginal.met) == ("8.3%", True)
+    assert found["run on <= 1,000 new rows (wall, JVM start included)"].met is False  # 16 > 15
+    assert found["run on 0.1% corrections, every date (wall)"].met is True
+    rewrite = found["curated bytes rewritten by the corrections"]
+    assert (rewrite.measured, rewrite.met) == ("25.0%", False)
     assert found["run on 1% new data (wall, JVM start included)"].met is True
     assert (found["Spark jobs per full run"].measured, found["Spark jobs per full run"].met) == (
         "14",
@@ -90,9 +99,10 @@ def test_targets_not_measured_are_said_to_be() -> None:
 def test_the_table_shows_speeds_and_the_job_s_ratio_to_each(tmp_path: Path) -> None:
     results = _results(job=100.0, floor=50.0, noop=5.0)
     table = format_table(results).splitlines()
-    assert table[2].split()[-2:] == ["10,000", "-"]  # job: rows/s, no ratio to itself
+    assert table[2].split()[-3:-1] == ["10,000", "-"]  # job: rows/s, no ratio to itself
     assert "0.50x" in table[3]  # the job does half the floor's rows per second
     assert table[4].split()[1:4] == ["0", "5.0", "-"]  # no rows: no speed
+    assert table[2].split()[-1] == "200/1/-"  # CPU s of the run, MinIO, PostgreSQL (none read)
     chart = tmp_path / "chart.png"
     draw_chart(chart, results, [results["job"]], fit_line([(1, 1.0), (2, 2.0)]), "title")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
