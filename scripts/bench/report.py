@@ -256,7 +256,7 @@ def format_targets(found: Sequence[Target]) -> str:
     lines = []
     for t in found:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[t.met]
-        lines.append(f"  {t.name:<48} goal {t.goal:<18} measured {t.measured:<18} {verdict}")
+        lines.append(f"  {t.name:<52} goal {t.goal:<18} measured {t.measured:<18} {verdict}")
     return "\n".join(lines)
 
 
