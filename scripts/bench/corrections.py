@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from deltalake import DeltaTable
 
 from jobs.config.settings import S3Settings
@@ -22,47 +23,47 @@ from scripts.bench.peer import s3_uri, storage_options
 INPUT_HEADER = ["transaction_id", "merchant_id", "amount", "currency", "event_ts"]
 
 
-def _table(s3: S3Settings, path: str, version: int | None = None) -> DeltaTable:
-    return DeltaTable(s3_uri(path), version=version, storage_options=storage_options(s3))
+def _table(s3: S3Settings, path: str) -> DeltaTable:
+    return DeltaTable(s3_uri(path), storage_options=storage_options(s3))
 
 
 def write_corrections(s3: S3Settings, curated_path: str, out: Path, share: float) -> int:
     """Every (1/share)th curated row, its amount raised by 1.00, as an input CSV; how many."""
     step = max(1, round(1 / share))
     dataset = _table(s3, curated_path).to_pyarrow_dataset()
-    written, index = 0, 0
+    written, seen = 0, 0
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(INPUT_HEADER)
         for batch in dataset.to_batches(columns=INPUT_HEADER):
-            columns = batch.to_pydict()
-            for position in range(batch.num_rows):
-                if index % step == 0:
-                    writer.writerow(
-                        [
-                            columns["transaction_id"][position],
-                            columns["merchant_id"][position],
-                            str(Decimal(columns["amount"][position]) + Decimal("1.00")),
-                            columns["currency"][position],
-                            columns["event_ts"][position].strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        ]
-                    )
-                    written += 1
-                index += 1
+            # Only the chosen rows become Python objects: the table's index is seen + position.
+            positions = pa.array(range(-seen % step, batch.num_rows, step), type=pa.int64())
+            chosen = batch.take(positions)
+            for row in chosen.to_pylist():
+                writer.writerow(
+                    [
+                        row["transaction_id"],
+                        row["merchant_id"],
+                        str(Decimal(row["amount"]) + Decimal("1.00")),
+                        row["currency"],
+                        row["event_ts"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    ]
+                )
+            written += chosen.num_rows
+            seen += batch.num_rows
     return written
 
 
-def table_bytes(s3: S3Settings, path: str) -> tuple[int, int]:
-    """The table's (version, bytes of its live data files)."""
-    table = _table(s3, path)
-    sizes = table.get_add_actions(flatten=True).column("size_bytes").to_pylist()
-    return table.version(), sum(sizes)
+def table_bytes(s3: S3Settings, path: str) -> int:
+    """The bytes of the table's live data files."""
+    sizes = _table(s3, path).get_add_actions(flatten=True).column("size_bytes").to_pylist()
+    return sum(sizes)
 
 
-def commit_rewrite(s3: S3Settings, path: str, version: int, bytes_before: int) -> dict[str, Any]:
-    """What the commit at ``version`` (a MERGE) removed and added, and the share of the table's
-    bytes (before it) that it rewrote."""
-    [entry] = [e for e in _table(s3, path).history(5) if e.get("version") == version]
+def commit_rewrite(s3: S3Settings, path: str, bytes_before: int) -> dict[str, Any]:
+    """What the table's latest commit (the corrections' MERGE) removed and added, and the share
+    of the table's bytes (before it) that it rewrote."""
+    [entry] = _table(s3, path).history(1)
     metrics = {k: int(v) for k, v in (entry.get("operationMetrics") or {}).items()}
     removed = metrics.get("numTargetBytesRemoved", 0)
     return {

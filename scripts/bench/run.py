@@ -16,6 +16,7 @@ build/bench/bench-<time>.json and .png, and build/bench/latest.{json,png}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -85,6 +86,9 @@ def with_event_log(
     return {**env, "ENRICH_DRIVER_JVM_OPTS": options}, directory
 
 
+STACK_DIR = Path(os.environ.get("STACK_DIR", ROOT / ".stack")).resolve()
+
+
 def timed_job(
     label: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path
 ) -> tuple[Timed, dict[str, Any] | None]:
@@ -94,14 +98,11 @@ def timed_job(
     return run, read_event_log(events)
 
 
-SERVERS: dict[str, int] = {}  # the local stack's servers whose CPU each measure reports
-
-
 def timed(label: str, command: Sequence[str], env: Mapping[str, str], log_dir: Path) -> Timed:
     """Run ``command``: wall seconds, peak RSS of it and its children, CPU seconds, stdout."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / (label.replace(" ", "_").replace("/", "_") + ".log")
-    code, run = run_measured(command, env, log_path, SERVERS)
+    code, run = run_measured(command, env, log_path, server_pids(STACK_DIR))
     if code != 0:
         tail = log_path.read_text()[-3000:]
         raise BenchError(f"{label} failed (exit {code}); log {log_path}:\n{tail}")
@@ -301,23 +302,16 @@ def corrections_run(
     s3 = s3_from_env(env)
     path = data_dir / "corrections.csv"
     count = write_corrections(s3, curated_path, path, CORRECTED_SHARE)
-    _, bytes_before = table_bytes(s3, curated_path)
-    timed("ingest corrections", [SUBMIT, "ingest", str(path)], env, log_dir)
-    say(f"job on {count:,} corrections ({CORRECTED_SHARE:.1%} of curated, every date) ...")
-    run, spark = timed_job("job corrections", [], env, log_dir)
-    record = {**last_run(env), "spark": spark}
-    if record["rows_read"] != count or record["rows_replaced"] != count:
-        raise BenchError(f"the corrections run did not replace just the {count} rows: {record}")
-    version, _ = table_bytes(s3, curated_path)
-    rewrite = commit_rewrite(s3, curated_path, version, bytes_before)
+    bytes_before = table_bytes(s3, curated_path)
+    run = incremental_run(env, log_dir, "corrections", [path], count, "0.1% corrections")
+    if run.detail["rows_replaced"] != count:
+        raise BenchError(f"the corrections run did not replace just the {count} rows: {run.detail}")
+    rewrite = commit_rewrite(s3, curated_path, bytes_before)
     say(
-        f"  {run.seconds:.1f} s; rewrote {rewrite['bytes_removed']:,} of {bytes_before:,} bytes "
-        f"({(rewrite['rewritten_share'] or 0):.0%})" + describe_spark_jobs(spark)
+        f"  rewrote {rewrite['bytes_removed']:,} of {bytes_before:,} bytes of curated "
+        f"({(rewrite['rewritten_share'] or 0):.0%}) for {count:,} corrections"
     )
-    return measured(
-        "corrections", "job: incremental run, 0.1% corrections", count, run,
-        {**record, "curated_rewrite": rewrite},
-    )  # fmt: skip
+    return dataclasses.replace(run, detail={**run.detail, "curated_rewrite": rewrite})
 
 
 def machine() -> dict[str, Any]:
@@ -411,7 +405,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     small_files = generate(data_dir, "small", small_rows, args.merchants, 98_000)
     say(f"generated {args.rows + one_percent_rows:,} rows in {time.perf_counter() - started:.0f} s")
 
-    SERVERS.update(server_pids(Path(os.environ.get("STACK_DIR", ROOT / ".stack")).resolve()))
     results: dict[str, Measurement] = {}
     job_runs: list[Measurement] = []
     floor_runs: list[Measurement] = []
