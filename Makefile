@@ -13,7 +13,7 @@ TEST_WORKERS ?= 0
 DB_ROLE ?= reporting
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
-.PHONY: help setup up down status seed demo generate ingest submit-batch spark-sql psql \
+.PHONY: help setup up down status seed demo generate ingest submit-batch land submit-stream spark-sql psql \
         package cluster-up cluster-down test test-quick test-faults test-unit bench check fmt clean clean-state
 
 help: ## List the targets
@@ -22,7 +22,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables: SQL=\"...\" (spark-sql, psql), DB_ROLE=reporting|pipeline|admin (psql),"
-	@echo "           FILES=... (ingest), ARGS=... (submit-batch),"
+	@echo "           FILES=... (ingest, land), ARGS=... (submit-batch, submit-stream),"
 	@echo "           ROWS=N OUT=path (generate), DEMO_ROWS=N (demo), SPARK_MASTER=... (submit-batch),"
 	@echo "           ROWS=N MERCHANTS=N SIZES=a,b,c BENCH_ARGS=... (bench; defaults 10M rows, 100k merchants)"
 	@echo "           TEST_WORKERS=N (test; default 0: one process; N workers on a bigger machine)"
@@ -56,6 +56,13 @@ ingest: setup ## Append FILES (csv/jsonl, local or s3a://) to the raw Delta tabl
 
 submit-batch: setup ## spark-submit the batch enrichment job (ARGS=--full, SPARK_MASTER=spark://...)
 	@$(RUN) scripts/submit.sh batch_enrich $(ARGS)
+
+land: setup ## Drop FILES (csv/jsonl) into the streaming job's landing prefix
+	@test -n "$(FILES)" || { echo "usage: make land FILES='a.csv b.jsonl'" >&2; exit 2; }
+	@$(RUN) $(PY) -m scripts.land $(FILES)
+
+submit-stream: setup ## spark-submit the streaming job on the landing prefix (ARGS="--trigger 5s" or --available-now)
+	@$(RUN) scripts/submit.sh stream_enrich $(ARGS)
 
 spark-sql: setup ## spark-sql with the tables by name; SQL="..." runs one statement
 	@$(RUN) scripts/spark_sql.sh

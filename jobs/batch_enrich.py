@@ -2,7 +2,10 @@
 
     spark-submit ... jobs/batch_enrich.py [--full | --from-date D --to-date D]
                                           [--wait-for-lock SECONDS] [--run-id ID]
+                                          [RAW_TABLE [CURATED_TABLE [QUARANTINE_TABLE]]]
     (or: make submit-batch ARGS="...")
+
+Table paths given on the command line (s3a://...) override conf/enrichment.toml.
 
 Incremental by default: only the raw commits since the last successful run are read. The run
 itself is jobs/runs/batch.py; this entry point parses the command line, opens the session
@@ -22,7 +25,7 @@ from jobs.adapters.session import spark_session
 from jobs.config.settings import load_settings
 from jobs.core.report import format_run_summary
 from jobs.runs.batch import JOB_NAME, BatchOptions, run
-from jobs.runs.cli import run_main
+from jobs.runs.cli import add_table_arguments, run_main, table_overrides, with_tables
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BatchOptions:
@@ -46,7 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchOptions:
         help="if another run is writing the same tables, wait this long for it (default: refuse)",
     )
     parser.add_argument("--run-id", help="use this run id (default: a new UUID)")
+    add_table_arguments(parser)
     args = parser.parse_args(argv)
+    tables = table_overrides(parser, args)
     if args.run_id is not None:
         try:
             uuid.UUID(args.run_id)
@@ -65,13 +70,14 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchOptions:
         date_range=date_range,
         run_id=args.run_id,
         wait_for_lock=args.wait_for_lock,
+        table_paths=tables,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         options = parse_args(argv)
-        settings = load_settings()
+        settings = with_tables(load_settings(), options.table_paths)
         with ExitStack() as stack:
             result = run(
                 lambda: stack.enter_context(spark_session("enrich-batch", settings.s3)),

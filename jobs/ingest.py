@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from jobs.adapters.session import spark_session
 from jobs.config.settings import load_settings
 from jobs.runs.cli import run_main
-from jobs.runs.ingest import FORMATS, JOB_NAME, IngestOptions, run
+from jobs.runs.ingest import FORMATS, JOB_NAME, IngestOptions, format_of, run
 
 
 def parse_args(argv: Sequence[str] | None = None) -> IngestOptions:
@@ -37,12 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> IngestOptions:
     args = parser.parse_args(argv)
     file_format = args.format
     if file_format == "auto":
-        first = args.paths[0].lower()
-        if first.endswith((".jsonl", ".json", ".ndjson")):
-            file_format = "jsonl"
-        elif first.endswith(".csv"):
-            file_format = "csv"
-        else:
+        first = args.paths[0]
+        file_format = format_of(first)
+        if file_format is None:
             parser.error(f"cannot tell the format of {args.paths[0]!r}; pass --format csv|jsonl")
     return IngestOptions(
         paths=tuple(args.paths), file_format=file_format, wait_for_lock=args.wait_for_lock

@@ -68,3 +68,23 @@ CREATE TABLE IF NOT EXISTS pipeline.category_daily_summary (
     run_id            uuid          NOT NULL,
     PRIMARY KEY (event_date, category, currency)
 );
+
+-- What the streaming job writes: one row per micro-batch, in the same transaction as that
+-- micro-batch's summary rows and run record, keyed by the streaming query and its batch id, so
+-- that a micro-batch replayed after a crash finds its row and changes nothing.
+CREATE TABLE IF NOT EXISTS pipeline.stream_batches (
+    query_id       uuid        NOT NULL,
+    batch_id       bigint      NOT NULL,
+    run_id         uuid,          -- the enrichment run of this micro-batch (enrichment_runs)
+    committed_at   timestamptz NOT NULL DEFAULT now(),
+    files          integer     NOT NULL,
+    files_refused  integer     NOT NULL,
+    rows_ingested  bigint      NOT NULL,
+    raw_version    bigint,        -- the raw table's version after this micro-batch's append
+    duration_s     numeric(10,3) NOT NULL,
+    lag_s          numeric(10,3), -- from the oldest file's landing to this commit
+    details        jsonb       NOT NULL DEFAULT '{}'::jsonb,  -- files, and why any were refused
+    PRIMARY KEY (query_id, batch_id)
+);
+CREATE INDEX IF NOT EXISTS stream_batches_committed_at_idx
+    ON pipeline.stream_batches (committed_at DESC);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # spark-submit one of the jobs: scripts/submit.sh JOB [job arguments...]
-#   JOB is a module in jobs/ (batch_enrich, ingest), or a .py file (the bench's Spark floor).
+#   JOB is a module in jobs/ (batch_enrich, ingest, stream_enrich), or a .py file (the bench's
+#   Spark floor).
 #   SPARK_MASTER (default local[2]) and
 #   SPARK_DRIVER_MEMORY (default 2g) choose where and how big. Nothing secret is on this command
 #   line: credentials reach the job through the environment.
@@ -49,10 +50,25 @@ extra_args=()
 # Spark's progress bar redraws one terminal line; written to a file or a pipe it is a wall of
 # carriage returns between the log lines.
 [ -t 2 ] || extra_args+=(--conf spark.ui.showConsoleProgress=false)
-exec "$SPARK_HOME/bin/spark-submit" \
-  --master "${SPARK_MASTER:-local[2]}" \
-  --driver-memory "${SPARK_DRIVER_MEMORY:-2g}" \
-  --properties-file "$ENRICH_CONF_DIR/spark-defaults.conf" \
-  "${SPARK_JAR_ARGS[@]}" "${extra_args[@]}" \
-  --py-files "$ROOT/build/jobs.zip" \
-  "$script" "$@"
+submit=("$SPARK_HOME/bin/spark-submit"
+  --master "${SPARK_MASTER:-local[2]}"
+  --driver-memory "${SPARK_DRIVER_MEMORY:-2g}"
+  --properties-file "$ENRICH_CONF_DIR/spark-defaults.conf"
+  "${SPARK_JAR_ARGS[@]}" "${extra_args[@]}"
+  --py-files "$ROOT/build/jobs.zip"
+  "$script" "$@")
+[ "$job" = stream_enrich ] || exec "${submit[@]}"
+
+# The stream stops after its micro-batch in progress on SIGTERM or Ctrl-C. The JVM would run its
+# shutdown hooks at once and stop Spark under that micro-batch, so it starts with both signals
+# ignored (HotSpot then installs no handler for them) and this shell hands them to the Python
+# driver, the JVM's child, which stops the query between micro-batches and exits.
+(trap '' INT TERM && exec "${submit[@]}") &
+jvm=$!
+stop_driver() { pkill -TERM -P "$jvm" 2>/dev/null || true; }
+trap stop_driver INT TERM
+# A trapped signal ends `wait` early; the job's own exit status is the last wait's.
+while kill -0 "$jvm" 2>/dev/null; do wait "$jvm" || true; done
+status=0
+wait "$jvm" || status=$?
+exit "$status"

@@ -29,14 +29,14 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs import batch_enrich, ingest
-from jobs.adapters.object_store import delta_storage_options, s3_client
+from jobs import batch_enrich, ingest, stream_enrich
+from jobs.adapters.object_store import delta_storage_options, s3_client, split_path
 from jobs.config.postgres_url import PostgresTarget, env_for_database, target_from_env
 from jobs.config.settings import S3Settings, Settings, load_settings
 from jobs.core.models import RunResult
 from jobs.core.report import format_run_summary
 from jobs.core.transforms import daily_category_summary
-from jobs.runs import batch
+from jobs.runs import batch, stream
 from jobs.runs import ingest as ingest_run
 from jobs.runs.ingest import IngestResult
 from tests.stack import ROOT, TEST_DB, ScratchBucket, delete_bucket, generate, submit_env
@@ -151,7 +151,7 @@ def table_rows(
     )
 
 
-def read_outputs(pipeline: PipelineCopy) -> Outputs:
+def read_outputs(pipeline: PipelineCopy, ignore: frozenset[str] = RUN_COLUMNS) -> Outputs:
     tables = pipeline.bucket.tables
     with pipeline.connect() as conn, conn.cursor() as cur:
         cur.execute(
@@ -161,7 +161,9 @@ def read_outputs(pipeline: PipelineCopy) -> Outputs:
         summary = tuple(tuple(r) for r in cur.fetchall())
     conn.close()
     s3 = pipeline.settings.s3
-    return Outputs(table_rows(s3, tables.curated), table_rows(s3, tables.quarantine), summary)
+    return Outputs(
+        table_rows(s3, tables.curated, ignore), table_rows(s3, tables.quarantine, ignore), summary
+    )
 
 
 def curated_summary(spark: SparkSession, pipeline: PipelineCopy) -> tuple[tuple[Any, ...], ...]:
@@ -375,6 +377,65 @@ def run_batch_here(spark: SparkSession, env: dict[str, str], *args: str) -> InPr
 def ingest_here(spark: SparkSession, env: dict[str, str], *args: str) -> IngestResult:
     """jobs/ingest.py's ``run`` with the arguments ``args``, on ``spark``."""
     return ingest_run.run(spark, load_settings(env), ingest.parse_args(list(args)))
+
+
+# --------------------------------------------------------------------------------------------
+# The streaming job: files landed, the stream run in-process, its micro-batch records
+# --------------------------------------------------------------------------------------------
+
+# What differs between the same rows taken in by the stream and by `ingest`: the ingest ids
+# (and so the record ids), when, and the file's path (another bucket, the landing prefix).
+INGEST_COLUMNS = RUN_COLUMNS | {"_record_id", "_ingest_id", "_ingested_at", "_source_file"}
+
+
+def land(pipeline: PipelineCopy, *files: Path) -> None:
+    """Upload ``files`` to the pipeline's landing prefix, one after another: the stream takes
+    them in the order they landed (their modification times)."""
+    bucket, prefix = split_path(pipeline.settings.stream.landing)
+    client = s3_client(pipeline.settings.s3)
+    for file in files:
+        client.upload_file(str(file), bucket, f"{prefix}/{file.name}")
+        time.sleep(0.05)
+
+
+def stream_config(work: Path, **stream_settings: float) -> Path:
+    """A copy of conf/enrichment.toml with other [stream] settings (ENRICH_CONFIG)."""
+    lines = (ROOT / "conf" / "enrichment.toml").read_text().splitlines()
+    changed = [
+        f"{line.split('=')[0].strip()} = {stream_settings[line.split('=')[0].strip()]}"
+        if "=" in line and line.split("=")[0].strip() in stream_settings
+        else line
+        for line in lines
+    ]
+    path = work / "enrichment.toml"
+    path.write_text("\n".join(changed) + "\n")
+    return path
+
+
+def stream_here(
+    spark: SparkSession, env: dict[str, str], *args: str, stop: threading.Event | None = None
+) -> stream.StreamTotals:
+    """jobs/stream_enrich.py's ``run`` with the arguments ``args``, on ``spark``."""
+    options, tables = stream_enrich.parse_args(list(args))
+    assert not tables
+    return stream.run(spark, load_settings(env), options, stop)
+
+
+def stream_batches(pipeline: PipelineCopy) -> list[dict[str, Any]]:
+    with pipeline.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM pipeline.stream_batches ORDER BY committed_at")
+        assert cur.description is not None
+        names = [c.name for c in cur.description]
+        found = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    conn.close()
+    return found
+
+
+def wait_for_stream_batches(pipeline: PipelineCopy, count: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while len(stream_batches(pipeline)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} micro-batches in {timeout}s"
+        time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------------------------

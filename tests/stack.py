@@ -189,11 +189,17 @@ class ScratchBucket:
             quarantine=self.path("financial_data_quarantine"),
         )
 
+    @property
+    def landing(self) -> str:
+        return self.path("landing/")
+
     def env(self) -> dict[str, str]:
         return {
             "RAW_TABLE_PATH": self.tables.raw,
             "CURATED_TABLE_PATH": self.tables.curated,
             "QUARANTINE_TABLE_PATH": self.tables.quarantine,
+            "LANDING_PATH": self.landing,
+            "STREAM_CHECKPOINT_PATH": self.path("_checkpoints/stream_enrich"),
         }
 
 

@@ -75,11 +75,15 @@ def append(
     path: str,
     commit_note: str,
     new_table_properties: Mapping[str, str] | None = None,
+    txn: tuple[str, int] | None = None,
 ) -> int:
     """Append in one commit. ``new_table_properties``: the table's properties if this append
     may create it (whether it exists is then asked of the store); None when the caller knows
-    the table exists."""
+    the table exists. ``txn``: (application id, version): Delta skips the append if the log
+    already holds a commit with that application id and a version at least this one."""
     writer = df.write.format("delta").mode("append").option("userMetadata", commit_note)
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     if new_table_properties is not None and not table_exists(df.sparkSession, path):
         writer = writer.options(**new_table_properties)
     writer.save(path)

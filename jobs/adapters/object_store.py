@@ -76,6 +76,16 @@ def check_buckets(s3: S3Settings, paths: Sequence[str]) -> None:
             raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
 
 
+def ensure_prefix(s3: S3Settings, path: str) -> None:
+    """A folder-like prefix exists on the store: an empty ``prefix/`` marker object if nothing
+    is under it yet (a streaming file source refuses a path that does not exist)."""
+    bucket, key = split_path(path)
+    client = s3_client(s3)
+    if client.list_objects_v2(Bucket=bucket, Prefix=f"{key}/", MaxKeys=1).get("KeyCount", 0):
+        return
+    client.put_object(Bucket=bucket, Key=f"{key}/", Body=b"")
+
+
 def delta_storage_options(s3: S3Settings) -> dict[str, str]:
     """delta-rs's options for the store: path-style requests to the configured endpoint."""
     return {

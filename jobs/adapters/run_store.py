@@ -32,6 +32,7 @@ from jobs.core.models import (
     RunCounts,
     RunResult,
     RunStart,
+    StreamBatch,
     SummaryRow,
     SyncedRun,
     UnfinishedRun,
@@ -212,6 +213,49 @@ def summary_rows(conn: Connection, dates: Sequence[date]) -> list[SummaryRow]:
         return [SummaryRow(*row) for row in cur.fetchall()]
 
 
+def stream_batch_committed(conn: Connection, query_id: str, batch_id: int) -> bool:
+    """Whether a micro-batch's work is committed (its row is written last, with the summary)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM pipeline.stream_batches WHERE query_id = %s AND batch_id = %s",
+            (query_id, batch_id),
+        )
+        return cur.fetchone() is not None
+
+
+def _seconds(since: datetime, until: datetime) -> float:
+    return round(max(0.0, (until - since).total_seconds()), 3)
+
+
+def _insert_stream_batch(cur: Any, batch: StreamBatch, run_id: str | None) -> None:
+    now = datetime.now(UTC)
+    landed = batch.oldest_landed_at
+    cur.execute(
+        "INSERT INTO pipeline.stream_batches (query_id, batch_id, run_id, committed_at, files, "
+        "files_refused, rows_ingested, raw_version, duration_s, lag_s, details) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            batch.query_id,
+            batch.batch_id,
+            run_id,
+            now,
+            len(batch.files),
+            len(batch.refused),
+            batch.rows_ingested,
+            batch.raw_version,
+            _seconds(batch.started_at, now),
+            None if landed is None else _seconds(landed, now),
+            json.dumps({"files": batch.files, "refused": batch.refused}),
+        ),
+    )
+
+
+def record_stream_batch(conn: Connection, batch: StreamBatch) -> None:
+    """A micro-batch that left the tables as they were (every file refused, or empty)."""
+    with conn, conn.cursor() as cur:
+        _insert_stream_batch(cur, batch, None)
+
+
 def finish_run(
     conn: Connection,
     result: RunResult,
@@ -219,10 +263,11 @@ def finish_run(
     summary: Sequence[SummaryRow],
     dates: Sequence[date] | None,
     before_record: Callable[[], None] = lambda: None,
+    stream_batch: StreamBatch | None = None,
 ) -> None:
-    """Replace the summary rows of ``dates`` (all rows if None) and close the run record, in
-    one transaction: either both are there or neither is. ``before_record`` is called between
-    the two (the fault suite stops a run there)."""
+    """Replace the summary rows of ``dates`` (all rows if None) and close the run record (and
+    the micro-batch's record, for the stream), in one transaction: either all are there or
+    none is. ``before_record`` is called between the two (the fault suite stops a run there)."""
     buffer = io.StringIO()
     # Every field quoted: in COPY csv an unquoted empty field would be NULL, not an empty string.
     writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
@@ -257,11 +302,20 @@ def finish_run(
         cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM summary_stage").format(SUMMARY))
         before_record()
         _update_run(cur, result, fingerprint)
+        if stream_batch is not None:
+            _insert_stream_batch(cur, stream_batch, result.run_id)
 
 
-def record_noop(conn: Connection, result: RunResult, fingerprint: str) -> None:
+def record_noop(
+    conn: Connection,
+    result: RunResult,
+    fingerprint: str,
+    stream_batch: StreamBatch | None = None,
+) -> None:
     with conn, conn.cursor() as cur:
         _update_run(cur, result, fingerprint)
+        if stream_batch is not None:
+            _insert_stream_batch(cur, stream_batch, result.run_id)
 
 
 def record_failure(target: PostgresTarget, run_id: str, error: str) -> bool:

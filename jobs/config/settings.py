@@ -45,11 +45,24 @@ class TablePaths:
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    """The streaming job's: where files land, where the query keeps its progress, how much one
+    micro-batch takes, and how often the lookups are checked for changes."""
+
+    landing: str = "s3a://raw-data-bucket/landing/"
+    checkpoint: str = "s3a://curated-data-bucket/_checkpoints/stream_enrich"
+    trigger_seconds: float = 5.0
+    max_files_per_trigger: int = 100
+    lookup_check_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     postgres: PostgresTarget
     s3: S3Settings
     tables: TablePaths
     lookups: tuple[LookupSpec, ...]
+    stream: StreamSettings = StreamSettings()
     jdbc_fetchsize: int = 10000
     max_future_minutes: int = 60
     # What a batch run does when the raw table has columns this version does not know.
@@ -111,6 +124,37 @@ def _lookup_spec(raw: Mapping[str, Any], index: int, source: Path) -> LookupSpec
     return spec
 
 
+def _positive(section: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where} {key} must be a positive number (got {value!r})")
+    return float(value)
+
+
+def _stream_settings(
+    config: Mapping[str, Any], environ: Mapping[str, str], source: Path
+) -> StreamSettings:
+    section = config.get("stream", {})
+    where = f"{source} [stream]"
+    defaults = StreamSettings()
+    landing = environ.get("LANDING_PATH") or str(section.get("landing", defaults.landing))
+    checkpoint = environ.get("STREAM_CHECKPOINT_PATH") or str(
+        section.get("checkpoint", defaults.checkpoint)
+    )
+    max_files = _positive(section, "max_files_per_trigger", defaults.max_files_per_trigger, where)
+    if max_files != int(max_files):
+        raise ConfigError(f"{where} max_files_per_trigger must be a whole number")
+    return StreamSettings(
+        landing=landing if landing.endswith("/") else landing + "/",
+        checkpoint=checkpoint.rstrip("/"),
+        trigger_seconds=_positive(section, "trigger_seconds", defaults.trigger_seconds, where),
+        max_files_per_trigger=int(max_files),
+        lookup_check_seconds=_positive(
+            section, "lookup_check_seconds", defaults.lookup_check_seconds, where
+        ),
+    )
+
+
 def default_config_path(environ: Mapping[str, str]) -> Path:
     """conf/enrichment.toml: found through SPARK_CONF_DIR (the launchers set it), else the cwd."""
     conf_dir = environ.get("SPARK_CONF_DIR") or "conf"
@@ -157,4 +201,5 @@ def load_settings(
         jdbc_fetchsize=int(config.get("jdbc", {}).get("fetchsize", 10000)),
         max_future_minutes=int(config.get("validation", {}).get("max_future_minutes", 60)),
         new_raw_columns=new_raw_columns,
+        stream=_stream_settings(config, environ, source),
     )

@@ -116,3 +116,17 @@ class RunResult(RunStart):
     summary_rows: int = 0
     summary_dates: int | None = None  # dates rewritten; None: the whole summary
     top_unmatched: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamBatch:
+    """One micro-batch of the streaming job, as recorded in ``pipeline.stream_batches``."""
+
+    query_id: str
+    batch_id: int
+    started_at: datetime
+    files: list[str]
+    refused: dict[str, str]  # file -> why it was refused whole
+    rows_ingested: int
+    raw_version: int | None
+    oldest_landed_at: datetime | None  # the earliest modification time of its files

@@ -13,22 +13,24 @@ write is keyed, so redoing the work of a run that died replaces instead of doubl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 
 import psycopg2
 from psycopg2.extensions import connection as Connection
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from jobs.adapters import object_store, postgres, run_store, writer_lock
 from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_change_feed, check_raw_table
 from jobs.core.errors import ServiceUnavailableError, SourceError
-from jobs.core.models import FULL, RANGE, PipelineState, RunResult, RunStart
+from jobs.core.models import FULL, RANGE, PipelineState, RunResult, RunStart, StreamBatch
 from jobs.core.planning import Plan, plan_run
 from jobs.runs import failpoints
 from jobs.runs.batch_writes import BatchWrites
@@ -44,6 +46,7 @@ class BatchOptions:
     date_range: tuple[date, date] | None = None
     run_id: str | None = None
     wait_for_lock: float = 0.0
+    table_paths: Mapping[str, str] = field(default_factory=dict)  # overrides of conf/
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,11 @@ class Gathered:
         return None if self.curated is None else self.curated.version
 
 
-def gather(conn: Connection, settings: Settings) -> Gathered:
+def gather(
+    conn: Connection, settings: Settings, fingerprint: Callable[[], str] | None = None
+) -> Gathered:
+    """``fingerprint``: the lookups' digest, when the caller keeps it (the stream checks it on
+    an interval); otherwise it is computed here."""
     tables = settings.tables
     pipeline = run_store.pipeline_state(conn, tables.curated)
     raw = object_store.table_snapshot(settings.s3, tables.raw)
@@ -73,7 +80,7 @@ def gather(conn: Connection, settings: Settings) -> Gathered:
         pipeline,
         raw,
         object_store.table_snapshot(settings.s3, tables.curated),
-        run_store.lookup_fingerprint(conn, settings.lookups),
+        fingerprint() if fingerprint else run_store.lookup_fingerprint(conn, settings.lookups),
     )
 
 
@@ -136,16 +143,26 @@ def run_start(
     )
 
 
+@dataclass(frozen=True)
+class HeldLock:
+    """A caller that holds the writer lock across many runs (the stream): its connections, and
+    what it keeps between runs (the lookups' digest and their DataFrames)."""
+
+    conn: Connection  # run records and the summary
+    lock: Connection  # the writer lock's own connection
+    fingerprint: Callable[[], str] | None = None
+    lookups: Callable[[SparkSession], list[DataFrame]] | None = None
+
+
 def run(
     start_spark: Callable[[], SparkSession], settings: Settings, options: BatchOptions
 ) -> RunResult:
     """One batch run. Spark is started (``start_spark``) only once the run has work to do."""
-    run_id = options.run_id or str(uuid.uuid4())
-    started = datetime.now(UTC)
     tables = settings.tables
     object_store.check_buckets(settings.s3, [tables.raw, tables.curated, tables.quarantine])
     with postgres.connect(settings.postgres) as conn:
         run_store.check_pipeline_tables(conn)
+        run_id = options.run_id or str(uuid.uuid4())
         with writer_lock.hold(
             settings.postgres,
             [tables.curated, tables.quarantine],
@@ -154,39 +171,60 @@ def run(
             on_wait=log.info,
         ) as lock:
             failpoints.reached("lock-acquired")
-            found = gather(conn, settings)
-            plan = plan_run(
-                found.pipeline,
-                found.raw.version,
-                found.curated_version,
-                options.full,
-                options.date_range,
+            options = dataclasses.replace(options, run_id=run_id)
+            return run_locked(HeldLock(conn, lock), start_spark, settings, options)
+
+
+def run_locked(
+    held: HeldLock,
+    start_spark: Callable[[], SparkSession],
+    settings: Settings,
+    options: BatchOptions,
+    job_name: str = JOB_NAME,
+    stream_batch: StreamBatch | None = None,
+) -> RunResult:
+    """One run by a caller that holds the writer lock; ``stream_batch``: the micro-batch this
+    run enriches, recorded in the run's last transaction."""
+    conn = held.conn
+    run_id = options.run_id or str(uuid.uuid4())
+    started = datetime.now(UTC)
+    found = gather(conn, settings, held.fingerprint)
+    plan = plan_run(
+        found.pipeline,
+        found.raw.version,
+        found.curated_version,
+        options.full,
+        options.date_range,
+    )
+    check_tables(plan, found, settings)
+    if found.pipeline.unfinished:
+        log.warning("recovering: %s", describe_unfinished(found.pipeline))
+    log.info("run %s: %s (%s)", run_id, plan.mode, plan.reason)
+    start = run_start(run_id, started, settings, plan, found)
+    run_store.start_run(conn, start, job_name)
+    crashed = [r.run_id for r in found.pipeline.unfinished if r.status == "running"]
+    run_store.mark_crashed(conn, crashed, run_id)
+    failpoints.reached("run-started")
+    try:
+        if plan.noop:  # decided without Spark, and needs none
+            return record_noop(conn, settings, start, found, stream_batch)
+        return execute(held, start_spark(), settings, plan, start, found, stream_batch)
+    except BaseException as error:
+        if not run_store.record_failure(settings.postgres, run_id, describe_failure(error)):
+            log.warning(
+                "could not mark run %s as failed: PostgreSQL is not reachable; the next "
+                "run will find it unfinished and complete its work",
+                run_id,
             )
-            check_tables(plan, found, settings)
-            if found.pipeline.unfinished:
-                log.warning("recovering: %s", describe_unfinished(found.pipeline))
-            log.info("run %s: %s (%s)", run_id, plan.mode, plan.reason)
-            start = run_start(run_id, started, settings, plan, found)
-            run_store.start_run(conn, start, JOB_NAME)
-            crashed = [r.run_id for r in found.pipeline.unfinished if r.status == "running"]
-            run_store.mark_crashed(conn, crashed, run_id)
-            failpoints.reached("run-started")
-            try:
-                if plan.noop:  # decided without Spark, and needs none
-                    return record_noop(conn, settings, start, found)
-                return execute(conn, lock, start_spark(), settings, plan, start, found)
-            except BaseException as error:
-                if not run_store.record_failure(settings.postgres, run_id, describe_failure(error)):
-                    log.warning(
-                        "could not mark run %s as failed: PostgreSQL is not reachable; the next "
-                        "run will find it unfinished and complete its work",
-                        run_id,
-                    )
-                raise
+        raise
 
 
 def record_noop(
-    conn: Connection, settings: Settings, start: RunStart, found: Gathered
+    conn: Connection,
+    settings: Settings,
+    start: RunStart,
+    found: Gathered,
+    stream_batch: StreamBatch | None = None,
 ) -> RunResult:
     assert found.pipeline.synced is not None  # a no-op follows a synced run
     result = start.finished(
@@ -196,20 +234,21 @@ def record_noop(
         quarantine_version=object_store.table_version(settings.s3, settings.tables.quarantine),
         message=start.message + "; outputs left as they are (--full rebuilds them)",
     )
-    run_store.record_noop(conn, result, found.lookup_fingerprint)
+    run_store.record_noop(conn, result, found.lookup_fingerprint, stream_batch)
     return result
 
 
 def execute(
-    conn: Connection,
-    lock: Connection,
+    held: HeldLock,
     spark: SparkSession,
     settings: Settings,
     plan: Plan,
     start: RunStart,
     found: Gathered,
+    stream_batch: StreamBatch | None = None,
 ) -> RunResult:
     """The Delta writes, then the summary rows and the run record in one transaction."""
+    conn, lock = held.conn, held.lock
     written = BatchWrites(
         spark,
         settings,
@@ -218,6 +257,7 @@ def execute(
         start,
         before_commit=lambda: writer_lock.check_held(lock, settings.postgres),
         synced_summary=lambda dates: run_store.summary_rows(conn, dates),
+        shared_lookups=None if held.lookups is None else partial(held.lookups, spark),
     ).execute(found.curated)
     result = start.finished(
         "succeeded",
@@ -238,6 +278,7 @@ def execute(
             written.summary,
             written.dates,
             before_record=lambda: failpoints.reached("postgres-summary-written"),
+            stream_batch=stream_batch,
         )
     except psycopg2.Error as error:
         raise ServiceUnavailableError(

@@ -91,6 +91,16 @@ def raw_rows(spark: SparkSession, path: str, first: int, last: int) -> DataFrame
     return changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
 
 
+def read_lookups(spark: SparkSession, settings: Settings) -> list[DataFrame]:
+    """Every configured lookup over JDBC, persisted (the caller unpersists them)."""
+    fetchsize = settings.jdbc_fetchsize
+    lookups = []
+    for spec in settings.lookups:
+        log.info("reading lookup %s over JDBC (fetchsize %d)", spec.table, fetchsize)
+        lookups.append(jdbc.read_lookup(spark, settings.postgres, spec, fetchsize).persist())
+    return lookups
+
+
 def output_columns(settings: Settings) -> list[str]:
     """The columns the lookups add to a curated row, in the configured order."""
     return [output for spec in settings.lookups for output in spec.columns.values()]
@@ -124,6 +134,7 @@ class BatchWrites:
         start: RunStart,
         before_commit: Callable[[], None],
         synced_summary: Callable[[Sequence[date]], list[SummaryRow]],
+        shared_lookups: Callable[[], list[DataFrame]] | None = None,
     ) -> None:
         self.spark = spark
         self.settings = settings
@@ -133,6 +144,7 @@ class BatchWrites:
         self.start = start
         self.before_commit = before_commit
         self.synced_summary = synced_summary
+        self.shared_lookups = shared_lookups
         self.note = f"run_id={start.run_id} mode={plan.mode}"
 
     def execute(self, curated: TableSnapshot | None) -> Written:
@@ -150,7 +162,7 @@ class BatchWrites:
         try:
             if has_new_rows:
                 self._phase("classify")
-                lookups = self._lookups()
+                lookups = self.shared_lookups() if self.shared_lookups else self._lookups()
                 cached = self._classified(lookups).persist(StorageLevel.MEMORY_AND_DISK)
                 classified = cached
                 if plan.mode == RANGE:
@@ -179,8 +191,9 @@ class BatchWrites:
             self._phase(None)
             if cached is not None:
                 cached.unpersist()
-            for lookup in lookups:
-                lookup.unpersist()
+            if self.shared_lookups is None:
+                for lookup in lookups:
+                    lookup.unpersist()
         assert curated_version is not None
         self._phase("summary")
         try:
@@ -193,13 +206,7 @@ class BatchWrites:
         self.spark.sparkContext.setLocalProperty(PHASE_PROPERTY, name)  # type: ignore[arg-type]
 
     def _lookups(self) -> list[DataFrame]:
-        fetchsize = self.settings.jdbc_fetchsize
-        lookups = []
-        for spec in self.settings.lookups:
-            log.info("reading lookup %s over JDBC (fetchsize %d)", spec.table, fetchsize)
-            lookup = jdbc.read_lookup(self.spark, self.settings.postgres, spec, fetchsize)
-            lookups.append(lookup.persist())
-        return lookups
+        return read_lookups(self.spark, self.settings)
 
     def _classified(self, lookups: list[DataFrame]) -> DataFrame:
         plan, raw_path = self.plan, self.tables.raw

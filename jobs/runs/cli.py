@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from jobs.config.settings import Settings
 from jobs.core.errors import EnrichmentError, ServiceUnavailableError
 
 log = logging.getLogger("enrich")
@@ -16,6 +19,35 @@ _HTTP_FORBIDDEN = re.compile(r"\b403\b")
 _JAVA_NOISE = re.compile(
     r"^(py4j\.protocol\.)?Py4JJavaError: |^An error occurred while calling \S+\.\s*"
 )
+
+
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """Optional table paths after the options, as in `spark-submit job.py RAW CURATED`: they
+    override conf/enrichment.toml and the *_TABLE_PATH variables."""
+    parser.add_argument("raw_table", nargs="?", help="raw Delta table (default: from conf/)")
+    parser.add_argument("curated_table", nargs="?", help="curated Delta table (default: conf/)")
+    parser.add_argument(
+        "quarantine_table", nargs="?", help="quarantine Delta table (default: conf/)"
+    )
+
+
+def table_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    given = {
+        "raw": args.raw_table,
+        "curated": args.curated_table,
+        "quarantine": args.quarantine_table,
+    }
+    overrides = {name: path for name, path in given.items() if path is not None}
+    for name, path in overrides.items():
+        if not path.startswith("s3a://"):
+            parser.error(f"the {name} table must be an s3a:// path (got {path!r})")
+    return overrides
+
+
+def with_tables(settings: Settings, overrides: Mapping[str, str]) -> Settings:
+    if not overrides:
+        return settings
+    return dataclasses.replace(settings, tables=dataclasses.replace(settings.tables, **overrides))
 
 
 def configure_logging() -> None:

@@ -25,6 +25,7 @@ MAX_WAIT_SECONDS = 900
 
 POINTS = (
     "lock-acquired",
+    "stream-raw-appended",
     "run-started",
     "batch-classified",
     "before-curated-commit",

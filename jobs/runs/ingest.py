@@ -46,20 +46,40 @@ class IngestResult:
     raw_version: int | None
 
 
-def read_input(spark: SparkSession, options: IngestOptions) -> DataFrame:
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+
+
+def format_of(path: str) -> str | None:
+    """csv or jsonl, from the file name's extension; None if it is neither."""
+    lowered = path.lower()
+    return next((fmt for ext, fmt in EXTENSIONS.items() if lowered.endswith(ext)), None)
+
+
+def read_files(spark: SparkSession, paths: Sequence[str], file_format: str) -> DataFrame:
+    """The files' text fields, one row per record, unparsable lines kept (PERMISSIVE). CSV
+    headers are not checked here (``first_lines`` + ``check_csv_header``)."""
     reader = (
         spark.read.schema(INPUT_SCHEMA)
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
     )
     try:
-        if options.file_format == "csv":
-            for file, header in first_lines(spark, options.paths):
-                check_csv_header(file, header)
-            return reader.option("header", "true").csv(list(options.paths))
-        return reader.json(list(options.paths))
+        if file_format == "csv":
+            return reader.option("header", "true").csv(list(paths))
+        return reader.json(list(paths))
     except AnalysisException as error:
         raise SourceError(f"cannot read input: {describe_failure(error)}") from None
+
+
+def read_input(spark: SparkSession, options: IngestOptions) -> DataFrame:
+    if options.file_format == "csv":
+        try:
+            headers = first_lines(spark, options.paths)
+        except AnalysisException as error:
+            raise SourceError(f"cannot read input: {describe_failure(error)}") from None
+        for file, header in headers:
+            check_csv_header(file, header)
+    return read_files(spark, options.paths, options.file_format)
 
 
 def first_lines(spark: SparkSession, paths: Sequence[str]) -> list[tuple[str, str | None]]:
@@ -88,14 +108,25 @@ def run(spark: SparkSession, settings: Settings, options: IngestOptions) -> Inge
 def _ingest(
     spark: SparkSession, settings: Settings, options: IngestOptions, ingest_id: str
 ) -> IngestResult:
+    log.info("reading %d input path(s) as %s", len(options.paths), options.file_format)
+    return append_records(spark, settings, read_input(spark, options), ingest_id)
+
+
+def append_records(
+    spark: SparkSession,
+    settings: Settings,
+    records: DataFrame,
+    ingest_id: str,
+    txn: tuple[str, int] | None = None,
+) -> IngestResult:
+    """Parse ``records`` (``read_files``'s shape) and append them to the raw table in one
+    commit. ``txn``: (application id, version) of an idempotent write: a commit that is already
+    in the table's log for that pair is not made again (the stream's replayed micro-batches)."""
     raw = settings.tables.raw
     ingested_at = datetime.now(UTC)
-    log.info("reading %d input path(s) as %s", len(options.paths), options.file_format)
-    parsed = (
-        read_input(spark, options)
-        .transform(parse_input_records(F.col("_metadata.file_path"), ingest_id, ingested_at))
-        .cache()
-    )
+    parsed = records.transform(
+        parse_input_records(F.col("_metadata.file_path"), ingest_id, ingested_at)
+    ).cache()
     try:
         counts = parsed.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -110,7 +141,7 @@ def _ingest(
         check_ingest_target(raw, None if existing is None else existing.schema, parsed.schema)
         log.info("appending %d rows (%d could not be parsed) to %s", rows, unparsed, raw)
         created = delta.RAW_TABLE_PROPERTIES if existing is None else None
-        version = delta.append(parsed, raw, f"ingest_id={ingest_id}", created)
+        version = delta.append(parsed, raw, f"ingest_id={ingest_id}", created, txn)
     finally:
         parsed.unpersist()
     return IngestResult(ingest_id, rows, unparsed, version)

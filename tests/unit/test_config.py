@@ -12,6 +12,9 @@ from jobs.config.settings import load_settings
 from jobs.core.errors import ConfigError
 from jobs.ingest import parse_args as ingest_args
 from jobs.runs.batch import BatchOptions
+from jobs.runs.cli import with_tables
+from jobs.runs.stream import StreamOptions
+from jobs.stream_enrich import parse_args as stream_args
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_ENV = {
@@ -159,3 +162,41 @@ def test_infrastructure_failures_seen_through_spark_are_classified() -> None:
     other = classify_failure(RuntimeError("row 14030 failed a check"))
     assert type(other) is EnrichmentError
     assert str(other) == "unexpected failure: row 14030 failed a check"
+
+
+def test_table_paths_on_the_command_line_override_conf() -> None:
+    # The platform guide's form: `spark-submit batch_enrich.py RAW CURATED`.
+    raw, curated = "s3a://raw-data-bucket/financial_data_delta", "s3a://c/curated"
+    options = batch_args(["--full", raw, curated])
+    assert options.full and dict(options.table_paths) == {"raw": raw, "curated": curated}
+    settings = with_tables(load_settings(BASE_ENV), options.table_paths)
+    assert (settings.tables.raw, settings.tables.curated) == (raw, curated)
+    assert settings.tables.quarantine == load_settings(BASE_ENV).tables.quarantine
+    _, tables = stream_args(["--available-now", raw])
+    assert tables == {"raw": raw}
+    with pytest.raises(SystemExit):
+        batch_args(["/local/folder"])
+
+
+def test_stream_arguments_and_settings(tmp_path: Path) -> None:
+    assert stream_args([])[0] == StreamOptions()
+    assert stream_args(["--trigger", "5s"])[0].trigger_seconds == 5.0
+    assert stream_args(["--trigger", "500ms"])[0].trigger_seconds == 0.5
+    assert stream_args(["--trigger", "2m"])[0].trigger_seconds == 120.0
+    assert stream_args(["--available-now"])[0].available_now
+    for bad in (["--trigger", "soon"], ["--trigger", "0s"], ["--trigger", "5s", "--available-now"]):
+        with pytest.raises(SystemExit):
+            stream_args(bad)
+
+    stream = load_settings(BASE_ENV).stream
+    assert stream.landing == "s3a://raw-data-bucket/landing/"
+    assert stream.checkpoint.startswith("s3a://curated-data-bucket/")
+    moved = load_settings(
+        {**BASE_ENV, "LANDING_PATH": "s3a://b/in", "STREAM_CHECKPOINT_PATH": "s3a://b/cp/"}
+    )
+    assert (moved.stream.landing, moved.stream.checkpoint) == ("s3a://b/in/", "s3a://b/cp")
+    config = (ROOT / "conf" / "enrichment.toml").read_text()
+    path = tmp_path / "enrichment.toml"
+    path.write_text(config.replace("max_files_per_trigger = 100", "max_files_per_trigger = 0"))
+    with pytest.raises(ConfigError, match="max_files_per_trigger must be a positive number"):
+        load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
