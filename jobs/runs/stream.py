@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 
+import psycopg2
 from psycopg2.extensions import connection as Connection
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -51,7 +52,7 @@ from pyspark.sql.types import (
 from jobs.adapters import object_store, postgres, run_store, writer_lock
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_csv_header
-from jobs.core.errors import EnrichmentError, SourceError
+from jobs.core.errors import EnrichmentError, ServiceUnavailableError, SourceError
 from jobs.core.models import RunResult, StreamBatch
 from jobs.runs import batch, failpoints
 from jobs.runs.batch import BatchOptions, HeldLock
@@ -225,6 +226,15 @@ class MicroBatches:
                 self._process(landed_files, batch_id)
         except StopRequested:
             raise
+        except psycopg2.Error as error:
+            # Without PostgreSQL the stream has no writer lock: it stops rather than go on.
+            self.failure = ServiceUnavailableError(
+                f"PostgreSQL at {self.settings.postgres.redacted()} failed in micro-batch "
+                f"{batch_id} ({describe_failure(error)}); the stream stopped with that "
+                "micro-batch uncommitted: start it again once PostgreSQL is back, and it "
+                "completes it"
+            )
+            raise self.failure from None
         except BaseException as error:
             self.failure = error  # the driver reports this one, not Spark's wrapping of it
             raise

@@ -1,0 +1,150 @@
+"""The streaming job as a process (scripts/submit.sh stream_enrich, what `make submit-stream`
+runs): killed with SIGKILL at several moments of its micro-batches and started again, it ends
+in exactly the clean stream's outputs, with each landing appended to raw once; SIGTERM stops it
+after the micro-batch in progress; a batch run is refused while it runs; PostgreSQL stopped
+under it stops it with one clear line, and a restart completes the work."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs.config.postgres_url import PostgresTarget
+from jobs.config.settings import S3Settings
+from tests.harness import (
+    INGEST_COLUMNS,
+    Job,
+    Outputs,
+    PipelineCopy,
+    delta_log_versions,
+    drop_pipeline,
+    error_lines,
+    land,
+    new_pipeline,
+    read_outputs,
+    stack,
+    stream_batches,
+    stream_config,
+    stream_here,
+)
+from tests.stack import TEST_DB, generate, submit
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+class Landings:
+    def __init__(self, work: Path) -> None:
+        self.files = [work / f"landing{i}.csv" for i in (1, 2, 3)]
+        for seed, file in enumerate(self.files, start=51):
+            generate(file, 200, seed)
+        self.config = stream_config(work, max_files_per_trigger=1)
+
+    def env(self, pipeline: PipelineCopy) -> dict[str, str]:
+        return {**pipeline.env, "ENRICH_CONFIG": str(self.config)}
+
+
+@pytest.fixture(scope="module")
+def landings(tmp_path_factory: pytest.TempPathFactory) -> Landings:
+    return Landings(tmp_path_factory.mktemp("stream-faults"))
+
+
+@pytest.fixture(scope="module")
+def clean_outputs(
+    spark: SparkSession,
+    admin_target: PostgresTarget,
+    s3: S3Settings,
+    test_db_env: dict[str, str],
+    landings: Landings,
+) -> Iterator[Outputs]:
+    """The three landings streamed in-process with nothing going wrong."""
+    clean = new_pipeline(admin_target, s3, test_db_env, TEST_DB)
+    land(clean, *landings.files)
+    stream_here(spark, landings.env(clean), "--available-now")
+    yield read_outputs(clean, INGEST_COLUMNS)
+    drop_pipeline(admin_target, s3, clean)
+
+
+@pytest.fixture()
+def landed(
+    admin_target: PostgresTarget, s3: S3Settings, test_db_env: dict[str, str], landings: Landings
+) -> Iterator[PipelineCopy]:
+    pipeline = new_pipeline(admin_target, s3, test_db_env, TEST_DB)
+    land(pipeline, *landings.files)
+    yield pipeline
+    drop_pipeline(admin_target, s3, pipeline)
+
+
+def raw_commits(pipeline: PipelineCopy, s3: S3Settings) -> int:
+    return delta_log_versions(s3, pipeline.bucket.name, "financial_data_delta")
+
+
+def test_killed_at_each_moment_and_restarted_it_ends_as_the_clean_stream(
+    landed: PipelineCopy,
+    landings: Landings,
+    clean_outputs: Outputs,
+    s3: S3Settings,
+    tmp_path: Path,
+) -> None:
+    env = landings.env(landed)
+    # Each start replays micro-batch 0 and is killed one step further into it: after the raw
+    # append, after the curated commit, after the PostgreSQL commit (before Spark's own
+    # checkpoint commit). The last start finds batch 0 committed and does batches 1 and 2.
+    for moment in ("stream-raw-appended", "curated-committed", "postgres-committed"):
+        job = Job(env, ["stream_enrich", "--available-now"], tmp_path / moment, [moment])
+        job.pause_at(moment)
+        job.kill()
+        assert raw_commits(landed, s3) == 1, f"killed at {moment}: batch 0 appended twice?"
+    last = Job(env, ["stream_enrich", "--available-now"], tmp_path / "last")
+    assert last.finish() == 0, last.output[-3000:]
+    assert "micro-batch 0 was committed before a restart; its replay is skipped" in last.output
+
+    assert raw_commits(landed, s3) == 3  # one append per landing, whatever was replayed
+    assert [b["batch_id"] for b in stream_batches(landed)] == [0, 1, 2]
+    assert read_outputs(landed, INGEST_COLUMNS) == clean_outputs
+
+
+def test_sigterm_stops_after_the_micro_batch_and_batch_is_refused_meanwhile(
+    landed: PipelineCopy, landings: Landings, tmp_path: Path
+) -> None:
+    env = landings.env(landed)
+    job = Job(env, ["stream_enrich", "--trigger", "1s"], tmp_path, ["curated-committed"])
+    job.pause_at("curated-committed")
+
+    refused = submit(landed.env, "batch_enrich")
+    assert refused.returncode == 5
+    [line] = error_lines(refused.stdout + refused.stderr)
+    assert "another run is writing" in line and "stream_enrich" in line
+
+    os.killpg(job.process.pid, signal.SIGTERM)  # what Ctrl-C or `kill` of the group sends
+    job.wait_for("SIGTERM received: stopping after the micro-batch in progress")
+    job.release("curated-committed")
+    assert job.finish(timeout=300) == 0, job.output[-3000:]
+    assert "Stream stopped (a stop signal) after 1 micro-batch(es)" in job.output
+    [record] = stream_batches(landed)
+    assert record["batch_id"] == 0 and record["rows_ingested"] > 0
+
+
+@pytest.mark.exclusive
+def test_postgres_stopped_under_the_stream_stops_it_and_a_restart_completes(
+    landed: PipelineCopy, landings: Landings, clean_outputs: Outputs, tmp_path: Path
+) -> None:
+    env = landings.env(landed)
+    job = Job(env, ["stream_enrich", "--available-now"], tmp_path, ["stream-raw-appended"])
+    job.pause_at("stream-raw-appended")
+    stack("postgres-down")
+    try:
+        job.release("stream-raw-appended")
+        assert job.finish(timeout=300) == 4, job.output[-3000:]
+    finally:
+        stack("postgres-up")
+    [line] = error_lines(job.output)
+    assert "PostgreSQL" in line and "start it again" in line
+
+    again = Job(env, ["stream_enrich", "--available-now"], tmp_path / "again")
+    assert again.finish() == 0, again.output[-3000:]
+    assert read_outputs(landed, INGEST_COLUMNS) == clean_outputs
