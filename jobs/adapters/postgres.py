@@ -9,18 +9,18 @@ import psycopg2
 from psycopg2.extensions import connection as Connection
 
 from jobs.config.postgres_url import PostgresTarget
-from jobs.core.errors import ServiceUnavailableError, first_line
+from jobs.core.errors import PostgresUnavailableError, first_line
 
 
 def open_connection(target: PostgresTarget, application_name: str | None = None) -> Connection:
-    """A connection, or ServiceUnavailableError naming the server (never the password)."""
+    """A connection, or PostgresUnavailableError naming the server (never the password)."""
     kwargs = target.psycopg2_kwargs()
     if application_name is not None:
         kwargs = {**kwargs, "application_name": application_name[:63]}
     try:
         return psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as error:
-        raise ServiceUnavailableError(
+        raise PostgresUnavailableError(
             f"cannot connect to PostgreSQL at {target.redacted()}: {first_line(error)}"
         ) from None
 

@@ -17,7 +17,7 @@ from psycopg2.extensions import connection as Connection
 
 from jobs.adapters.postgres import open_connection
 from jobs.config.postgres_url import PostgresTarget
-from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, first_line
+from jobs.core.errors import ConcurrentRunError, PostgresUnavailableError, first_line
 
 _LOCK_CLASS = 0x454E  # first key of the two-key advisory lock: "this is a spark-enrich table"
 
@@ -92,7 +92,7 @@ def check_held(lock_conn: Connection, target: PostgresTarget) -> None:
         with lock_conn.cursor() as cur:
             cur.execute("SELECT 1")
     except psycopg2.Error as error:
-        raise ServiceUnavailableError(
+        raise PostgresUnavailableError(
             f"lost the PostgreSQL connection that holds the writer lock ({target.redacted()}: "
             f"{first_line(error)}); stopping before writing anything more"
         ) from None

@@ -54,6 +54,9 @@ class StreamSettings:
     trigger_seconds: float = 5.0
     max_files_per_trigger: int = 100
     lookup_check_seconds: float = 60.0
+    # While PostgreSQL is unreachable a micro-batch waits for it, on the lookups it last read,
+    # this long at most; then the stream stops.
+    postgres_outage_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,9 @@ def _stream_settings(
         max_files_per_trigger=int(max_files),
         lookup_check_seconds=_positive(
             section, "lookup_check_seconds", defaults.lookup_check_seconds, where
+        ),
+        postgres_outage_seconds=_positive(
+            section, "postgres_outage_seconds", defaults.postgres_outage_seconds, where
         ),
     )
 

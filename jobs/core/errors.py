@@ -33,6 +33,10 @@ class ServiceUnavailableError(EnrichmentError):
     exit_code = 4
 
 
+class PostgresUnavailableError(ServiceUnavailableError):
+    """PostgreSQL cannot be reached, or a connection to it was lost."""
+
+
 class ConcurrentRunError(EnrichmentError):
     """Another run is writing the same tables; Delta on S3 allows one writing driver at a time."""
 

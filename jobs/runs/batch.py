@@ -29,7 +29,7 @@ from jobs.adapters import object_store, postgres, run_store, writer_lock
 from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_change_feed, check_raw_table
-from jobs.core.errors import ServiceUnavailableError, SourceError
+from jobs.core.errors import PostgresUnavailableError, SourceError
 from jobs.core.models import FULL, RANGE, PipelineState, RunResult, RunStart, StreamBatch
 from jobs.core.planning import Plan, plan_run
 from jobs.runs import failpoints
@@ -281,7 +281,7 @@ def execute(
             stream_batch=stream_batch,
         )
     except psycopg2.Error as error:
-        raise ServiceUnavailableError(
+        raise PostgresUnavailableError(
             f"PostgreSQL at {settings.postgres.redacted()} failed during the summary "
             f"write (nothing of it was committed; the next run completes it): "
             f"{describe_failure(error)}"

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
@@ -52,7 +52,7 @@ from pyspark.sql.types import (
 from jobs.adapters import object_store, postgres, run_store, writer_lock
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_csv_header
-from jobs.core.errors import EnrichmentError, ServiceUnavailableError, SourceError
+from jobs.core.errors import EnrichmentError, PostgresUnavailableError, SourceError
 from jobs.core.models import RunResult, StreamBatch
 from jobs.runs import batch, failpoints
 from jobs.runs.batch import BatchOptions, HeldLock
@@ -104,12 +104,47 @@ class StopRequested(Exception):
     replayed from the checkpoint by the next start."""
 
 
+class StreamConnections:
+    """The stream's two PostgreSQL connections, run records and the writer lock (on its own
+    connection, as for a batch run), opened again after PostgreSQL went away."""
+
+    def __init__(self, settings: Settings, holder: str) -> None:
+        self.settings = settings
+        self.holder = holder
+        self._open = ExitStack()
+
+    def open(self, wait_for_lock: float) -> tuple[Connection, Connection]:
+        settings, tables = self.settings, self.settings.tables
+        conn = self._open.enter_context(postgres.connect(settings.postgres))
+        run_store.check_pipeline_tables(conn)
+        lock = self._open.enter_context(
+            writer_lock.hold(
+                settings.postgres,
+                [tables.raw, tables.curated, tables.quarantine],
+                self.holder,
+                wait_for_lock,
+                on_wait=log.info,
+            )
+        )
+        return conn, lock
+
+    def reopen(self) -> tuple[Connection, Connection]:
+        """New connections and the lock taken again, at once (a writer that took the tables
+        while PostgreSQL was away and the stream was not holding them: ConcurrentRunError)."""
+        self.close()
+        return self.open(wait_for_lock=0.0)
+
+    def close(self) -> None:
+        self._open.close()
+        self._open = ExitStack()
+
+
 class LookupSnapshot:
     """The lookups the micro-batches join: their digest is checked at most every
     ``lookup_check_seconds``, and they are read again over JDBC only when it changed."""
 
-    def __init__(self, conn: Connection, settings: Settings) -> None:
-        self.conn = conn
+    def __init__(self, settings: Settings) -> None:
+        self.conn: Connection | None = None  # set by the stream, and again after an outage
         self.settings = settings
         self.interval = settings.stream.lookup_check_seconds
         self.digest: str | None = None
@@ -120,6 +155,7 @@ class LookupSnapshot:
     def fingerprint(self) -> str:
         now = time.monotonic()
         if self.digest is None or now - self.checked_at >= self.interval:
+            assert self.conn is not None
             digest = run_store.lookup_fingerprint(self.conn, self.settings.lookups)
             if self.digest is not None and digest != self.digest:
                 log.info("the lookups changed: rows from now on are enriched with the new ones")
@@ -129,7 +165,13 @@ class LookupSnapshot:
     def dataframes(self, spark: SparkSession) -> list[DataFrame]:
         if self.frames_digest != self.digest or not self.frames:
             self.release()
-            self.frames = read_lookups(spark, self.settings)
+            try:
+                self.frames = read_lookups(spark, self.settings)
+            except Exception:
+                # A JDBC failure comes as a JVM error: if PostgreSQL itself is not there, say
+                # so (the micro-batch then waits for it), otherwise it is another problem.
+                postgres.open_connection(self.settings.postgres).close()
+                raise
             self.frames_digest = self.digest
         return self.frames
 
@@ -183,11 +225,19 @@ class MicroBatches:
     """The foreachBatch function: one micro-batch of landed files, ingested and enriched."""
 
     def __init__(
-        self, spark: SparkSession, settings: Settings, held: HeldLock, totals: StreamTotals
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        connections: StreamConnections,
+        lookups: LookupSnapshot,
+        totals: StreamTotals,
+        wait_for_lock: float,
     ) -> None:
         self.spark = spark
         self.settings = settings
-        self.held = held
+        self.connections = connections
+        self.lookups = lookups
+        self.held = self._held(*connections.open(wait_for_lock))
         self.totals = totals
         self.query_id: str | None = None
         self.started = threading.Event()  # set once query_id is known
@@ -220,24 +270,57 @@ class MicroBatches:
 
     # -- one micro-batch ---------------------------------------------------------------------
 
+    def _held(self, conn: Connection, lock: Connection) -> HeldLock:
+        self.lookups.conn = conn
+        return HeldLock(conn, lock, self.lookups.fingerprint, self.lookups.dataframes)
+
     def __call__(self, landed_files: DataFrame, batch_id: int) -> None:
         try:
             with self._one_at_a_time():
-                self._process(landed_files, batch_id)
+                self._process_until_postgres_commits(landed_files, batch_id)
         except StopRequested:
             raise
-        except psycopg2.Error as error:
-            # Without PostgreSQL the stream has no writer lock: it stops rather than go on.
-            self.failure = ServiceUnavailableError(
-                f"PostgreSQL at {self.settings.postgres.redacted()} failed in micro-batch "
-                f"{batch_id} ({describe_failure(error)}); the stream stopped with that "
-                "micro-batch uncommitted: start it again once PostgreSQL is back, and it "
-                "completes it"
-            )
-            raise self.failure from None
         except BaseException as error:
             self.failure = error  # the driver reports this one, not Spark's wrapping of it
             raise
+
+    def _process_until_postgres_commits(self, landed_files: DataFrame, batch_id: int) -> None:
+        """The micro-batch, run again while PostgreSQL is away (for at most
+        ``postgres_outage_seconds``): the run after an outage completes what the interrupted
+        one left, as a restart would. Nothing is written to Delta while the stream does not
+        hold the writer lock: every commit checks it first."""
+        limit = self.settings.stream.postgres_outage_seconds
+        away_since: float | None = None
+        while True:
+            try:
+                self._process(landed_files, batch_id)
+                return
+            except (psycopg2.Error, PostgresUnavailableError) as error:
+                problem = describe_failure(error)
+            now = time.monotonic()
+            if away_since is None:
+                away_since = now
+                log.warning(
+                    "PostgreSQL at %s is unreachable (%s): micro-batch %d waits for it, "
+                    "on the lookups it last read, up to %g s ([stream] postgres_outage_seconds)",
+                    self.settings.postgres.redacted(),
+                    problem,
+                    batch_id,
+                    limit,
+                )
+            if now - away_since >= limit or self._stopping:
+                raise PostgresUnavailableError(
+                    f"PostgreSQL at {self.settings.postgres.redacted()} was unreachable for "
+                    f"{now - away_since:.0f} s in micro-batch {batch_id} ({problem}); the stream "
+                    "stopped with that micro-batch uncommitted: start it again once PostgreSQL "
+                    "is back, and it completes it"
+                ) from None
+            time.sleep(2)
+            try:
+                self.held = self._held(*self.connections.reopen())
+            except PostgresUnavailableError:
+                continue
+            log.info("PostgreSQL is back: micro-batch %d runs again", batch_id)
 
     def _query(self) -> str:
         if not self.started.wait(timeout=120):
@@ -407,24 +490,15 @@ def run(
     object_store.ensure_prefix(settings.s3, stream.landing)
     totals = StreamTotals()
     holder = f"{JOB_NAME} on {socket.gethostname()}:{os.getpid()}"[:63]
-    with postgres.connect(settings.postgres) as conn:
-        run_store.check_pipeline_tables(conn)
-        with writer_lock.hold(
-            settings.postgres,
-            [tables.raw, tables.curated, tables.quarantine],
-            holder,
-            options.wait_for_lock,
-            on_wait=log.info,
-        ) as lock:
-            lookups = LookupSnapshot(conn, settings)
-            held = HeldLock(conn, lock, lookups.fingerprint, lookups.dataframes)
-            handler = MicroBatches(spark, settings, held, totals)
-            stop = stop or threading.Event()
-            try:
-                with _stop_on_signals(stop):
-                    _supervise(spark, settings, options, handler, stop)
-            finally:
-                lookups.release()
+    connections = StreamConnections(settings, holder)
+    lookups = LookupSnapshot(settings)
+    try:
+        handler = MicroBatches(spark, settings, connections, lookups, totals, options.wait_for_lock)
+        with _stop_on_signals(stop := stop or threading.Event()):
+            _supervise(spark, settings, options, handler, stop)
+    finally:
+        lookups.release()
+        connections.close()
     return totals
 
 

@@ -1,8 +1,9 @@
 """The streaming job as a process (scripts/submit.sh stream_enrich, what `make submit-stream`
 runs): killed with SIGKILL at several moments of its micro-batches and started again, it ends
 in exactly the clean stream's outputs, with each landing appended to raw once; SIGTERM stops it
-after the micro-batch in progress; a batch run is refused while it runs; PostgreSQL stopped
-under it stops it with one clear line, and a restart completes the work."""
+after the micro-batch in progress; a batch run is refused while it runs; PostgreSQL going
+away under a micro-batch is waited out (up to [stream] postgres_outage_seconds), past that the
+stream stops with one clear line and a restart completes the work."""
 
 from __future__ import annotations
 
@@ -130,11 +131,18 @@ def test_sigterm_stops_after_the_micro_batch_and_batch_is_refused_meanwhile(
 
 
 @pytest.mark.exclusive
-def test_postgres_stopped_under_the_stream_stops_it_and_a_restart_completes(
+def test_postgres_away_a_micro_batch_waits_for_it_and_past_the_limit_the_stream_stops(
     landed: PipelineCopy, landings: Landings, clean_outputs: Outputs, tmp_path: Path
 ) -> None:
-    env = landings.env(landed)
-    job = Job(env, ["stream_enrich", "--available-now"], tmp_path, ["stream-raw-appended"])
+    impatient = {
+        **landed.env,
+        "ENRICH_CONFIG": str(
+            stream_config(tmp_path, max_files_per_trigger=1, postgres_outage_seconds=2)
+        ),
+    }
+    job = Job(
+        impatient, ["stream_enrich", "--available-now"], tmp_path / "a", ["stream-raw-appended"]
+    )
     job.pause_at("stream-raw-appended")
     stack("postgres-down")
     try:
@@ -143,8 +151,18 @@ def test_postgres_stopped_under_the_stream_stops_it_and_a_restart_completes(
     finally:
         stack("postgres-up")
     [line] = error_lines(job.output)
-    assert "PostgreSQL" in line and "start it again" in line
+    assert "PostgreSQL" in line and "was unreachable for" in line and "start it again" in line
 
-    again = Job(env, ["stream_enrich", "--available-now"], tmp_path / "again")
-    assert again.finish() == 0, again.output[-3000:]
+    # With the default limit (300 s), an outage under a micro-batch is waited out.
+    env = landings.env(landed)
+    job = Job(env, ["stream_enrich", "--available-now"], tmp_path / "b", ["curated-committed"])
+    job.pause_at("curated-committed")
+    stack("postgres-down")
+    try:
+        job.release("curated-committed")
+        job.wait_for("micro-batch 0 waits for it")
+    finally:
+        stack("postgres-up")
+    assert job.finish(timeout=300) == 0, job.output[-3000:]
+    assert "PostgreSQL is back: micro-batch 0 runs again" in job.output
     assert read_outputs(landed, INGEST_COLUMNS) == clean_outputs
