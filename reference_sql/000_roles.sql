@@ -56,6 +56,10 @@ SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', current_database(
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'reporting_role') \gexec
 SELECT format('ALTER DATABASE %I SET search_path = reference, pipeline, public', current_database()) \gexec
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- The reference history refuses overlapping validity ranges with an exclusion constraint on
+-- (key WITH =, range WITH &&), which needs btree_gist's text operators (a trusted extension:
+-- the database owner may create it, on managed servers too).
+CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public;
 
 CREATE SCHEMA IF NOT EXISTS reference AUTHORIZATION :"owner_role";
 CREATE SCHEMA IF NOT EXISTS pipeline AUTHORIZATION :"owner_role";

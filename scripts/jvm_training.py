@@ -63,9 +63,15 @@ def training_settings(config: str, work: Path) -> Settings:
 def lookup_frames(spark: SparkSession, settings: Settings) -> list[DataFrame]:
     frames = []
     for spec in settings.lookups:
-        columns = spec.lookup_columns
-        rows = [tuple(f"{column}-{i}" for column in columns) for i in (1, 2)]
-        frames.append(spark.createDataFrame(rows, columns))
+        columns = [spec.key, *spec.columns]
+        validity = [c for c in spec.lookup_columns if c not in columns]  # temporal: always valid
+        rows = [
+            (*(f"{column}-{i}" for column in columns), *(None for _ in validity)) for i in (1, 2)
+        ]
+        schema = ", ".join(
+            [*(f"{c} string" for c in columns), *(f"{c} timestamp" for c in validity)]
+        )
+        frames.append(spark.createDataFrame(rows, schema))
     return frames
 
 

@@ -173,9 +173,15 @@ def curated_summary(spark: SparkSession, pipeline: PipelineCopy) -> tuple[tuple[
     return tuple(sorted(tuple(r) for r in curated.transform(daily_category_summary).collect()))
 
 
+CORRECTED_FROM = "2000-01-01 00:00+00"  # before every test's transactions
+
+
 def reclassify_merchant(pipeline: PipelineCopy, merchant_id: str, category: str) -> None:
-    """A correction of the reference data: ``merchant_id``'s category in merchant_lookup."""
+    """A correction of the reference data: ``merchant_id``'s category in merchant_lookup, in
+    effect since CORRECTED_FROM (so for every transaction of the tests), as an admin corrects a
+    wrong category back to a date (docs/reference-history.md)."""
     with pipeline.connect_admin() as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL enrich.effective_from = %s", (CORRECTED_FROM,))
         cur.execute(
             "UPDATE reference.merchant_lookup SET category = %s WHERE merchant_id = %s",
             (category, merchant_id),

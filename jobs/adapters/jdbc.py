@@ -26,7 +26,7 @@ def read_lookup(
         spark.read.format("jdbc")
         .option("url", target.jdbc_url())
         .option("driver", "org.postgresql.Driver")
-        .option("dbtable", quote_identifier(spec.table))
+        .option("dbtable", quote_identifier(spec.source_table))
         .option("user", target.user)
         .option("password", target.password)
         .option("fetchsize", str(fetchsize))

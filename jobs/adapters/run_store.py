@@ -27,6 +27,7 @@ from jobs.adapters.postgres import connect
 from jobs.config.postgres_url import PostgresTarget
 from jobs.core.errors import ConfigError, ServiceUnavailableError, first_line
 from jobs.core.models import (
+    VALID_FROM,
     LookupSpec,
     PipelineState,
     RunCounts,
@@ -63,21 +64,27 @@ def lookup_fingerprint(conn: Connection, specs: Sequence[LookupSpec]) -> str:
     with conn.cursor() as cur:
         for spec in specs:
             columns = [sql.Identifier(c) for c in spec.lookup_columns]
-            table = sql.Identifier(*spec.table.split("."))
+            table = sql.Identifier(*spec.source_table.split("."))
+            # A history has several rows per key: order by key and when each version began.
+            order = [sql.Identifier(spec.key)] + (
+                [sql.SQL("{} NULLS FIRST").format(sql.Identifier(VALID_FROM))]
+                if spec.temporal
+                else []
+            )
             query = sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(row({cols})::text, E'\\n' ORDER BY {key}), '')) "
+                "SELECT count(*), md5(coalesce(string_agg(row({cols})::text, E'\\n' ORDER BY {order}), '')) "
                 "FROM {table}"
-            ).format(cols=sql.SQL(", ").join(columns), key=sql.Identifier(spec.key), table=table)
+            ).format(cols=sql.SQL(", ").join(columns), order=sql.SQL(", ").join(order), table=table)
             try:
                 cur.execute(query)
             except psycopg2.Error as error:
                 conn.rollback()
                 raise ConfigError(
-                    f"lookup '{spec.name}' ({spec.table}): {first_line(error)}"
+                    f"lookup '{spec.name}' ({spec.source_table}): {first_line(error)}"
                 ) from None
             count, digest = cur.fetchone() or (0, "")
             parts.append(
-                f"{spec.name}:{spec.table}:{','.join(spec.lookup_columns)}:{count}:{digest}"
+                f"{spec.name}:{spec.source_table}:{','.join(spec.lookup_columns)}:{count}:{digest}"
             )
     conn.rollback()
     return json.dumps(parts)

@@ -100,6 +100,13 @@ def _require(section: Mapping[str, Any], key: str, where: str) -> Any:
     return section[key]
 
 
+def _flag(section: Mapping[str, Any], key: str, where: str) -> bool:
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false (got {value!r})")
+    return value
+
+
 def _lookup_spec(raw: Mapping[str, Any], index: int, source: Path) -> LookupSpec:
     where = f"{source} lookups[{index}]"
     spec = LookupSpec(
@@ -110,6 +117,7 @@ def _lookup_spec(raw: Mapping[str, Any], index: int, source: Path) -> LookupSpec
         columns=dict(_require(raw, "columns", where)),
         when_unmatched=dict(raw.get("when_unmatched", {})),
         when_null=dict(raw.get("when_null", {})),
+        temporal=_flag(raw, "temporal", where),
     )
     if not _QUALIFIED_NAME.match(spec.table):
         raise ConfigError(f"{where}: table {spec.table!r} is not a plain [schema.]table name")

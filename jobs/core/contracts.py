@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pyspark.sql.types import StructType
 
 from jobs.core.errors import ConfigError, SourceError
-from jobs.core.models import LookupSpec
+from jobs.core.models import VALID_FROM, VALID_TO, LookupSpec
 from jobs.core.schemas import INPUT_COLUMNS, RAW_SCHEMA
 
 APPEND_ONLY = "delta.appendOnly"
@@ -100,17 +100,24 @@ def check_curated_table(path: str, existing: StructType, incoming: StructType) -
 def check_lookup_columns(spec: LookupSpec, schema: StructType) -> None:
     """A lookup in the configured shape: every configured column there, a text key."""
     types = {f.name: f.dataType.simpleString() for f in schema.fields}
+    table = spec.source_table
     for column in spec.lookup_columns:
         if column not in types:
+            hint = " (a temporal lookup reads its history table)" if spec.temporal else ""
             raise SourceError(
-                f"lookup table {spec.table} has no column '{column}' "
-                f"(configured for lookup '{spec.name}'; it has: {', '.join(types)})"
+                f"lookup table {table} has no column '{column}' "
+                f"(configured for lookup '{spec.name}'{hint}; it has: {', '.join(types)})"
             )
     if types[spec.key] != "string":
         raise SourceError(
-            f"lookup table {spec.table}: key column '{spec.key}' must be text, "
-            f"found {types[spec.key]}"
+            f"lookup table {table}: key column '{spec.key}' must be text, found {types[spec.key]}"
         )
+    for column in (VALID_FROM, VALID_TO) if spec.temporal else ():
+        if types[column] != "timestamp":
+            raise SourceError(
+                f"lookup table {table}: validity column '{column}' must be timestamptz, "
+                f"found {types[column]}"
+            )
 
 
 def check_csv_header(file: str, header: str | None) -> None:

@@ -13,6 +13,10 @@ INCREMENTAL = "incremental"
 RANGE = "range"
 
 
+VALID_FROM = "valid_from"  # a history row's version is valid from (NULL: always) ...
+VALID_TO = "valid_to"  # ... up to, not including (NULL: still valid)
+
+
 @dataclass(frozen=True)
 class LookupSpec:
     """One lookup join, as configured."""
@@ -24,10 +28,20 @@ class LookupSpec:
     columns: Mapping[str, str]
     when_unmatched: Mapping[str, str] = field(default_factory=dict)
     when_null: Mapping[str, str] = field(default_factory=dict)
+    # Joined as of each transaction's event_ts, on the table's history (<table>_history, with
+    # VALID_FROM / VALID_TO), instead of on its current rows.
+    temporal: bool = False
+
+    @property
+    def source_table(self) -> str:
+        """The table the lookup is read from: the history of a temporal lookup."""
+        return f"{self.table}_history" if self.temporal else self.table
 
     @property
     def lookup_columns(self) -> list[str]:
-        return [self.key, *self.columns]
+        """The columns read: the key, the configured ones and, if temporal, the validity."""
+        validity = [VALID_FROM, VALID_TO] if self.temporal else []
+        return [self.key, *self.columns, *validity]
 
 
 @dataclass(frozen=True)

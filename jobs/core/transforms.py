@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StringType, TimestampType
 
-from jobs.core.models import LookupSpec
+from jobs.core.models import VALID_FROM, VALID_TO, LookupSpec
 from jobs.core.schemas import (
     AMOUNT_TYPE,
     CDF_COLUMNS,
@@ -27,6 +27,8 @@ from jobs.core.schemas import (
 )
 
 Transform = Callable[[DataFrame], DataFrame]
+
+EVENT_TS = "event_ts"
 
 REASONS = "rejection_reasons"
 IS_VALID = "_is_valid"
@@ -187,7 +189,8 @@ def flag_superseded_duplicates(df: DataFrame) -> DataFrame:
 
 
 def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
-    """Left-join one lookup (broadcast) and add its configured output columns.
+    """Left-join one lookup (broadcast) and add its configured output columns. A temporal
+    lookup (its history) joins the version valid at each row's ``event_ts``.
 
     An output column gets ``when_unmatched`` when no lookup row matched and ``when_null`` when
     one matched with a NULL value. ``_matched_<name>`` records whether a row matched.
@@ -195,16 +198,27 @@ def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
     """
     prefix = f"__lookup_{spec.name}__"
     matched = matched_flag(spec)
+    validity = [VALID_FROM, VALID_TO] if spec.temporal else []
     right = lookup.select(
         F.col(spec.key).alias(f"{prefix}key"),
-        *[F.col(source).alias(f"{prefix}{source}") for source in spec.columns],
+        *[F.col(source).alias(f"{prefix}{source}") for source in [*spec.columns, *validity]],
         F.lit(True).alias(f"{prefix}matched"),
     )
 
     def apply(df: DataFrame) -> DataFrame:
-        joined = df.join(
-            F.broadcast(right), df[spec.join_on] == right[f"{prefix}key"], "left"
-        ).withColumn(matched, F.col(f"{prefix}matched").isNotNull())
+        condition = df[spec.join_on] == right[f"{prefix}key"]
+        if spec.temporal:
+            # The version valid at the transaction's time: [valid_from, valid_to), NULL = open.
+            starts, ends = right[f"{prefix}{VALID_FROM}"], right[f"{prefix}{VALID_TO}"]
+            event_ts = df[EVENT_TS]
+            condition = (
+                condition
+                & (starts.isNull() | (event_ts >= starts))
+                & (ends.isNull() | (event_ts < ends))
+            )
+        joined = df.join(F.broadcast(right), condition, "left").withColumn(
+            matched, F.col(f"{prefix}matched").isNotNull()
+        )
         for source, output in spec.columns.items():
             value = F.col(f"{prefix}{source}")
             if output in spec.when_null:

@@ -96,7 +96,7 @@ def read_lookups(spark: SparkSession, settings: Settings) -> list[DataFrame]:
     fetchsize = settings.jdbc_fetchsize
     lookups = []
     for spec in settings.lookups:
-        log.info("reading lookup %s over JDBC (fetchsize %d)", spec.table, fetchsize)
+        log.info("reading lookup %s over JDBC (fetchsize %d)", spec.source_table, fetchsize)
         lookups.append(jdbc.read_lookup(spark, settings.postgres, spec, fetchsize).persist())
     return lookups
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import psycopg2
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 from deltalake import DeltaTable, write_deltalake
 
@@ -39,11 +40,11 @@ def s3_uri(path: str) -> str:
     return "s3://" + path.split("://", 1)[1]
 
 
-def lookup_table(cur: Any, query: str) -> Any:
+def lookup_table(cur: Any, query: str, column_types: dict[str, Any] | None = None) -> Any:
     buffer = io.BytesIO()
     cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
     buffer.seek(0)
-    options = pa_csv.ConvertOptions(strings_can_be_null=True)
+    options = pa_csv.ConvertOptions(strings_can_be_null=True, column_types=column_types or {})
     return pa_csv.read_csv(buffer, convert_options=options)
 
 
@@ -102,6 +103,22 @@ SELECT r.* EXCLUDE (rank), r.is_valid AND r.rank > 1 AS is_duplicate,
          WHEN m.category IS NULL THEN 'UNCATEGORIZED'
          ELSE m.category END AS enriched_category
 FROM ranked r LEFT JOIN merchants m ON r.merchant_id = m.merchant_id
+    AND (m.valid_from IS NULL OR r.event_ts >= m.valid_from)
+    AND (m.valid_to IS NULL OR r.event_ts < m.valid_to)
+"""
+
+# The merchant lookup as the job reads it: every version, valid [from, to) (NULL: open), of a
+# temporal lookup; today's rows, always valid, of a plain one. Times as naive UTC.
+TEMPORAL_MERCHANTS = """
+SELECT merchant_id, merchant_name, category,
+       to_char(valid_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS valid_from,
+       to_char(valid_to AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS valid_to
+FROM reference.merchant_lookup_history
+"""
+PLAIN_MERCHANTS = """
+SELECT merchant_id, merchant_name, category,
+       NULL::text AS valid_from, NULL::text AS valid_to
+FROM reference.merchant_lookup
 """
 
 CURATED = """
@@ -176,8 +193,11 @@ def main(argv: list[str]) -> int:
     conn = psycopg2.connect(**target_from_env().psycopg2_kwargs())
     try:
         with conn.cursor() as cur:
+            temporal = settings.lookups[0].temporal
             merchants = lookup_table(
-                cur, "SELECT merchant_id, merchant_name, category FROM reference.merchant_lookup"
+                cur,
+                TEMPORAL_MERCHANTS if temporal else PLAIN_MERCHANTS,
+                {"valid_from": pa.timestamp("us"), "valid_to": pa.timestamp("us")},
             )
             category_groups = lookup_table(
                 cur, "SELECT category, category_group FROM reference.category_group_lookup"

@@ -18,7 +18,7 @@ JOB = "job"
 @dataclass(frozen=True)
 class Measurement:
     # job, floor, peer, course, spark_start, noop, one_percent, small_run, corrections,
-    # summary_copy, summary_row_by_row
+    # plain_join, stream_latency, stream_burst, summary_copy, summary_row_by_row
     key: str
     label: str
     rows: int
@@ -170,6 +170,24 @@ def targets(
             lambda share: f"{share:.1%}",
         ),
     ]
+    out.append(
+        _target(
+            "point-in-time join's share of the full run (same size)",
+            "<= 15%",
+            temporal_share(results, job_points),
+            _at_most(0.15),
+            lambda share: f"{share:.1%}",
+        )
+    )
+    out.append(
+        _target(
+            "stream: landing to curated + summary committed, p95",
+            "<= 15 s",
+            seconds("stream_latency"),
+            _at_most(15),
+            _in_seconds,
+        )
+    )
     for key, name, most in ((JOB, "full", 15), ("one_percent", "incremental", 12)):
         jobs = spark_jobs(results.get(key))
         out.append(
@@ -222,6 +240,18 @@ def spark_jobs(measurement: Measurement | None) -> int | None:
     """The Spark jobs a job run started, from its event log (scripts/bench/events.py)."""
     spark = None if measurement is None else measurement.detail.get("spark")
     return None if not spark else int(spark["spark_jobs"])
+
+
+def temporal_share(
+    results: dict[str, Measurement], job_points: Sequence[tuple[int, float]]
+) -> float | None:
+    """(temporal - plain) / temporal: the job's full run with the point-in-time merchant join
+    against the same run with the plain join, at the size both were measured."""
+    plain = results.get("plain_join")
+    same = [seconds for rows, seconds in job_points if plain is not None and rows == plain.rows]
+    if plain is None or not same:
+        return None
+    return (same[0] - plain.seconds) / same[0]
 
 
 def format_table(results: dict[str, Measurement]) -> str:

@@ -40,6 +40,7 @@ from jobs.adapters.object_store import s3_client, split_path
 from jobs.config.postgres_url import env_for_database, target_from_env
 from jobs.config.settings import s3_from_env
 from jobs.core.models import RunStart, SummaryRow
+from scripts.bench import stream
 from scripts.bench.corrections import commit_rewrite, table_bytes, write_corrections
 from scripts.bench.events import describe_spark_jobs, event_log_options, read_event_log
 from scripts.bench.processes import Timed, run_measured, server_pids
@@ -154,11 +155,25 @@ def prepare_database(env: dict[str, str], dbname: str, merchants: int) -> dict[s
             """,
             (SEEDED_MERCHANTS + 1, merchants),
         )
+        # A few versions of every merchant for the point-in-time join: recategorised on 11-05
+        # and again on 11-10 (the generated events span 11-01 .. 11-14), through the trigger.
+        for effective, shift in (("2026-11-05 00:00+00", 1), ("2026-11-10 00:00+00", 2)):
+            cur.execute("SET LOCAL enrich.effective_from = %s", (effective,))
+            cur.execute(
+                """
+                UPDATE reference.merchant_lookup
+                SET category = (ARRAY['Groceries', 'Electronics', 'Healthcare', 'Dining', 'Travel',
+                                      'Entertainment', 'Fuel', 'Home', 'Apparel'])
+                               [1 + (substr(merchant_id, 5)::int + %s) %% 9]
+                WHERE merchant_id ~ '^MER-[0-9]+$' AND category IS NOT NULL
+                """,
+                (shift,),
+            )
         cur.execute("RESET ROLE")
         cur.execute("CREATE SCHEMA IF NOT EXISTS bench_course")  # to_sql creates its table
         cur.execute("SELECT count(*) FROM reference.merchant_lookup")
         row = cur.fetchone()
-    say(f"database {dbname}: seeded, {row[0] if row else 0:,} merchants")
+    say(f"database {dbname}: seeded, {row[0] if row else 0:,} merchants, 3 versions each")
     return bench_env
 
 
@@ -291,6 +306,7 @@ def incremental_run(
 
 
 SMALL_RUN_ROWS = 1_000  # the issue's "a run on <= 1,000 new rows"
+STREAM_SPACING_SECONDS = 3.0  # between two files landed for the stream's latency
 CORRECTED_SHARE = 0.001  # of the curated transactions, re-sent with new amounts
 
 
@@ -312,6 +328,79 @@ def corrections_run(
         f"({(rewrite['rewritten_share'] or 0):.0%}) for {count:,} corrections"
     )
     return dataclasses.replace(run, detail={**run.detail, "curated_rewrite": rewrite})
+
+
+def plain_join_run(env: Mapping[str, str], out: Path, log_dir: Path, size: int) -> Measurement:
+    """The same full run with the merchant lookup joined plainly (today's rows, not the version
+    at each event): what the point-in-time join costs."""
+    config = out / "plain-join.toml"
+    text = (ROOT / "conf" / "enrichment.toml").read_text()
+    config.write_text(text.replace("temporal = true\n", ""))
+    say(f"job --full on {size:,} rows, plain merchant join ...")
+    run = timed(
+        "job full plain join",
+        [SUBMIT, "batch_enrich", "--full"],
+        {**env, "ENRICH_CONFIG": str(config)},
+        log_dir,
+    )
+    say(f"  {run.seconds:.1f} s")
+    return measured("plain_join", "job: full run, plain (not temporal) join", size, run)
+
+
+def stream_measures(
+    env: Mapping[str, str],
+    args: argparse.Namespace,
+    log_dir: Path,
+    landing_files: Sequence[Path],
+    burst_files: Sequence[Path],
+    burst_rows: int,
+) -> dict[str, Measurement]:
+    """The streaming job on the bench's tables: latency per landed file, then a burst."""
+    say(
+        f"stream (--trigger {stream.TRIGGER}): {len(landing_files)} files of "
+        f"{args.stream_file_rows:,} rows landed {STREAM_SPACING_SECONDS:g} s apart, then "
+        f"{burst_rows:,} rows at once ..."
+    )
+    stream_env = {
+        **env,
+        "LANDING_PATH": f"{args.raw_location}/landing/",
+        "STREAM_CHECKPOINT_PATH": f"{args.output_location}/_checkpoints/stream",
+    }
+    try:
+        found = stream.measure(
+            SUBMIT,
+            stream_env,
+            log_dir / "stream",
+            landing_files,
+            burst_files,
+            burst_rows,
+            STREAM_SPACING_SECONDS,
+        )
+    except stream.StreamBenchError as error:
+        raise BenchError(f"stream: {error}") from None
+    say(
+        f"  latency p50 {found['latency_p50_seconds']} s, p95 {found['latency_p95_seconds']} s; "
+        f"burst {found['rows_per_second']} rows/s over {found['burst_micro_batches']} micro-batch(es)"
+    )
+    files = found["files"]
+    return {
+        "stream_latency": Measurement(
+            "stream_latency",
+            f"stream: landing -> committed, p95 of {files}",
+            0,  # a latency: no rows/s
+            found["latency_p95_seconds"],
+            None,
+            found,
+        ),
+        "stream_burst": Measurement(
+            "stream_burst",
+            "stream: sustained, a burst of 1% new rows",
+            burst_rows,
+            found["burst_seconds"],
+            None,
+            found,
+        ),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -357,6 +446,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--summary-rows", type=int, default=200_000, help="rows for the COPY path")
     parser.add_argument("--loop-rows", type=int, default=20_000, help="rows for the INSERT loop")
+    parser.add_argument(
+        "--stream-files", type=int, default=20, help="files landed one by one for the stream"
+    )
+    parser.add_argument(
+        "--stream-file-rows", type=int, default=1000, help="rows in each of those files"
+    )
     parser.add_argument("--database", default="enrich_bench", help="database to (re)create")
     parser.add_argument("--raw-location", default="s3a://raw-data-bucket/bench")
     parser.add_argument("--output-location", default="s3a://curated-data-bucket/bench")
@@ -403,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     new_files = generate(data_dir, "new", one_percent_rows, args.merchants, 99_000)
     small_rows = min(SMALL_RUN_ROWS, one_percent_rows)
     small_files = generate(data_dir, "small", small_rows, args.merchants, 98_000)
+    landing_files = [
+        generate(data_dir, f"landing{i:02d}", args.stream_file_rows, args.merchants, 96_000 + i)[0]
+        for i in range(args.stream_files)
+    ]
+    burst_files = generate(data_dir, "burst", one_percent_rows, args.merchants, 95_000)
     say(f"generated {args.rows + one_percent_rows:,} rows in {time.perf_counter() - started:.0f} s")
 
     results: dict[str, Measurement] = {}
@@ -434,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {run.seconds:.1f} s, {size / run.seconds:,.0f} rows/s, peak {run.peak_rss_mb:,.0f} MB"
             + describe_spark_jobs(spark)
         )
+        if size == args.sizes[0]:
+            results["plain_join"] = plain_join_run(env, out, log_dir, size)
         say(f"Spark floor: Delta copy of {size:,} rows ...")
         run = timed(f"floor {size}", [SUBMIT, floor_script, raw_path, floor_path], env, log_dir)
         floor_runs.append(measured("floor", "Spark floor: raw Delta -> Delta copy", size, run))
@@ -485,6 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[key] = incremental_run(env, log_dir, key, files, rows, label)
 
     results["corrections"] = corrections_run(env, data_dir, log_dir, tables["CURATED_TABLE_PATH"])
+
+    results.update(
+        stream_measures(env, args, log_dir, landing_files, burst_files, one_percent_rows)
+    )
 
     say("summary write: COPY against a row-by-row loop ...")
     for m in summary_write(env, args.summary_rows, min(args.loop_rows, args.summary_rows)):

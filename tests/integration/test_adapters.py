@@ -45,6 +45,9 @@ def test_seeding_twice_is_harmless(
     again = run_seed(test_db_env)
     assert again.returncode == 0, again.stderr
     assert lookup_snapshot(pg) == before  # same rows, same updated_at: nothing rewritten
+    with pg.cursor() as cur:  # and no new versions in the lookup's history
+        cur.execute("SELECT count(*), count(valid_to) FROM merchant_lookup_history")
+        assert cur.fetchone() == (10_003, 0)
     with pg.cursor() as cur:
         cur.execute(
             "SELECT merchant_name, category FROM merchant_lookup "
@@ -60,7 +63,7 @@ def test_seeding_twice_is_harmless(
 def test_jdbc_lookup_read(spark: SparkSession, settings: Settings) -> None:
     spec = settings.lookups[0]
     lookup = jdbc.read_lookup(spark, settings.postgres, spec, settings.jdbc_fetchsize)
-    assert lookup.columns == ["merchant_id", "merchant_name", "category"]
+    assert lookup.columns == ["merchant_id", "merchant_name", "category", "valid_from", "valid_to"]
     assert dict(lookup.dtypes)["merchant_id"] == "string"
     assert lookup.count() == 10_003
     row = lookup.filter("merchant_id = 'MER-XYZ'").first()
@@ -78,7 +81,9 @@ def test_a_lookup_without_a_configured_column_is_refused_by_name(
     spark: SparkSession, settings: Settings
 ) -> None:
     spec = replace(settings.lookups[0], columns={"merchant_name": "merchant_name", "tier": "tier"})
-    with pytest.raises(SourceError, match=r"reference\.merchant_lookup has no column 'tier'"):
+    with pytest.raises(
+        SourceError, match=r"reference\.merchant_lookup_history has no column 'tier'"
+    ):
         jdbc.read_lookup(spark, settings.postgres, spec, 100)
 
 

@@ -24,6 +24,7 @@ def test_the_bench_measures_everything_on_a_tiny_size(
             str(ROOT / ".venv" / "bin" / "python"), "-m", "scripts.bench.run",
             "--rows", "3000", "--merchants", "12000", "--sizes", "1000,3000",
             "--course-rows", "2000", "--summary-rows", "20000", "--loop-rows", "500",
+            "--stream-files", "3", "--stream-file-rows", "20",
             "--database", "enrichment_bench_test",
             "--raw-location", bucket.path("bench-raw"),
             "--output-location", bucket.path("bench-out"),
@@ -37,7 +38,8 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     results = report["results"]
     assert set(results) == {
         "job", "floor", "peer", "course", "spark_start", "noop", "one_percent", "small_run",
-        "corrections", "summary_copy", "summary_row_by_row",
+        "corrections", "plain_join", "stream_latency", "stream_burst", "summary_copy",
+        "summary_row_by_row",
     }  # fmt: skip
     assert [run["rows"] for run in report["job_full_runs"]] == [1000, 3000]
     assert results["peer"]["detail"]["same_counts_and_summary_as_job"] is True
@@ -58,7 +60,13 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     # CPU seconds: the run's process tree and the local stack's servers
     assert results["job"]["cpu_seconds"]["job"] > 1
     assert {"minio", "postgres"} <= set(results["job"]["cpu_seconds"])
-    assert len(report["targets"]) == 13
+    stream = results["stream_latency"]["detail"]
+    assert (
+        stream["files"] == 3 and 0 < stream["latency_p50_seconds"] <= stream["latency_p95_seconds"]
+    )
+    assert results["stream_burst"]["rows"] == 30 and stream["burst_micro_batches"] >= 1
+    assert results["plain_join"]["rows"] == 1000  # at the first size, next to the job's run
+    assert len(report["targets"]) == 15
     # Spark jobs by phase, from each job run's event log
     full_jobs = results["job"]["detail"]["spark"]
     assert full_jobs["spark_jobs"] == sum(p["spark_jobs"] for p in full_jobs["phases"].values())

@@ -133,3 +133,12 @@ def test_the_event_log_gives_jobs_per_phase_with_overlaps_counted_once() -> None
     assert summary["phases"][NO_PHASE]["spark_jobs"] == 1
     assert describe_spark_jobs(summary).startswith("; 5 Spark jobs (classify 2 in 2.5 s")
     assert describe_spark_jobs(None) == ""
+
+
+def test_stream_latency_percentiles_are_nearest_rank() -> None:
+    from scripts.bench.stream import percentile
+
+    latencies = [float(s) for s in range(1, 21)]  # 20 files: 1 s .. 20 s
+    assert percentile(latencies, 0.5) == 10.0
+    assert percentile(latencies, 0.95) == 19.0
+    assert percentile([7.0], 0.95) == 7.0

@@ -304,6 +304,45 @@ def test_join_lookup_match_no_match_null_value_and_null_key(spark: SparkSession)
     assert_df_equality(joined, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_a_temporal_lookup_joins_the_version_valid_at_each_event(spark: SparkSession) -> None:
+    history = spark.createDataFrame(
+        [
+            ("MER-A", "Alpha", "Groceries", None, ts("2026-11-10T00:00:00+00:00")),
+            ("MER-A", "Alpha", "Travel", ts("2026-11-10T00:00:00+00:00"), None),
+            ("MER-B", "Beta", None, ts("2026-11-05T00:00:00+00:00"), None),  # added on 11-05
+        ],
+        "merchant_id string, merchant_name string, category string, "
+        "valid_from timestamp, valid_to timestamp",
+    )
+    data = spark.createDataFrame(
+        [
+            ("T1", "MER-A", ts("2026-10-01T00:00:00+00:00")),  # before any change: open start
+            ("T2", "MER-A", ts("2026-11-09T23:59:59+00:00")),
+            ("T3", "MER-A", ts("2026-11-10T00:00:00+00:00")),  # valid_from is inclusive
+            ("T4", "MER-B", ts("2026-11-04T00:00:00+00:00")),  # before its first version
+            ("T5", "MER-B", ts("2026-11-06T00:00:00+00:00")),
+            ("T6", "MER-A", None),
+        ],
+        "transaction_id string, merchant_id string, event_ts timestamp",
+    )
+    spec = LookupSpec(**{**MERCHANT.__dict__, "temporal": True})
+    joined = data.transform(join_lookup(history, spec)).select(
+        "transaction_id", "_matched_merchant", "enriched_category"
+    )
+    expected = spark.createDataFrame(
+        [
+            ("T1", True, "Groceries"),
+            ("T2", True, "Groceries"),
+            ("T3", True, "Travel"),
+            ("T4", False, "UNKNOWN"),
+            ("T5", True, "UNCATEGORIZED"),
+            ("T6", False, "UNKNOWN"),
+        ],
+        "transaction_id string, _matched_merchant boolean, enriched_category string",
+    )
+    assert_df_equality(joined, expected, ignore_row_order=True, ignore_nullable=True)
+
+
 # --------------------------------------------------------------------------------------------
 # curated / quarantine split, counts and summary
 # --------------------------------------------------------------------------------------------
