@@ -437,6 +437,16 @@ def stream_batches(pipeline: PipelineCopy) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.fixture()
+def empty_pipeline(
+    admin_target: PostgresTarget, s3: S3Settings, test_db_env: dict[str, str]
+) -> Iterator[PipelineCopy]:
+    """A pipeline of its own with nothing in it: the seeded test database, an empty bucket."""
+    pipeline = new_pipeline(admin_target, s3, test_db_env, TEST_DB)
+    yield pipeline
+    drop_pipeline(admin_target, s3, pipeline)
+
+
 def wait_for_stream_batches(pipeline: PipelineCopy, count: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while len(stream_batches(pipeline)) < count:

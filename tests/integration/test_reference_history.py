@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,14 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs.adapters.object_store import delta_storage_options
-from jobs.config.postgres_url import PostgresTarget
-from jobs.config.settings import S3Settings
 from tests.harness import (
     PipelineCopy,
     curated_summary,
-    drop_pipeline,
     ingest_here,
-    new_pipeline,
     read_outputs,
     run_batch_here,
 )
-from tests.stack import TEST_DB, generate
+from tests.stack import generate
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +30,8 @@ CHANGE = "2026-11-08 00:00+00"  # mid-way through the generated events (2026-11-
 
 
 @pytest.fixture()
-def pipeline(
-    admin_target: PostgresTarget, s3: S3Settings, test_db_env: dict[str, str]
-) -> Iterator[PipelineCopy]:
-    copy = new_pipeline(admin_target, s3, test_db_env, TEST_DB)
-    yield copy
-    drop_pipeline(admin_target, s3, copy)
+def pipeline(empty_pipeline: PipelineCopy) -> PipelineCopy:
+    return empty_pipeline
 
 
 def as_admin(pipeline: PipelineCopy, *statements: tuple[str, tuple[Any, ...]]) -> None:

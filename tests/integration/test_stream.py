@@ -10,7 +10,6 @@ import csv
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,15 +69,6 @@ def landings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "notes": work / "notes.txt",
         "work": work,
     }
-
-
-@pytest.fixture()
-def empty_pipeline(
-    admin_target: PostgresTarget, s3: S3Settings, test_db_env: dict[str, str]
-) -> Iterator[PipelineCopy]:
-    pipeline = new_pipeline(admin_target, s3, test_db_env, TEST_DB)
-    yield pipeline
-    drop_pipeline(admin_target, s3, pipeline)
 
 
 def test_available_now_equals_ingest_and_batch_on_the_same_files(

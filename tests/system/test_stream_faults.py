@@ -71,13 +71,9 @@ def clean_outputs(
 
 
 @pytest.fixture()
-def landed(
-    admin_target: PostgresTarget, s3: S3Settings, test_db_env: dict[str, str], landings: Landings
-) -> Iterator[PipelineCopy]:
-    pipeline = new_pipeline(admin_target, s3, test_db_env, TEST_DB)
-    land(pipeline, *landings.files)
-    yield pipeline
-    drop_pipeline(admin_target, s3, pipeline)
+def landed(empty_pipeline: PipelineCopy, landings: Landings) -> PipelineCopy:
+    land(empty_pipeline, *landings.files)
+    return empty_pipeline
 
 
 def raw_commits(pipeline: PipelineCopy, s3: S3Settings) -> int:
