@@ -12,7 +12,7 @@ FROM python:3.11-slim-bookworm AS job
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      openjdk-17-jre-headless maven procps \
+      openjdk-17-jre-headless maven procps postgresql-client \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -87,13 +87,16 @@ def main() -> int:
         settings = load_settings()
         root = root_settings(settings.s3)
         tables = settings.tables
-        wanted = sorted({split_path(p)[0] for p in (tables.raw, tables.curated, tables.quarantine)})
+        paths = [tables.raw, tables.curated, tables.quarantine]
+        if settings.backup.location.startswith("s3a://"):
+            paths.append(settings.backup.location)
+        wanted = sorted({split_path(p)[0] for p in paths})
         created = ensure_buckets(root, wanted)
         policy = json.loads(POLICY_FILE.read_text())
         uncovered = sorted(set(wanted) - policy_buckets(policy))
         if uncovered:
             raise ConfigError(
-                f"the tables are in bucket(s) {', '.join(uncovered)}, which {POLICY_FILE.name} "
+                f"the tables and backups are in bucket(s) {', '.join(uncovered)}, which {POLICY_FILE.name} "
                 "does not grant; add them to its Resource lists"
             )
         grant_job_user(admin_client(root), settings.s3, POLICY_NAME, policy)

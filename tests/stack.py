@@ -200,6 +200,7 @@ class ScratchBucket:
             "QUARANTINE_TABLE_PATH": self.tables.quarantine,
             "LANDING_PATH": self.landing,
             "STREAM_CHECKPOINT_PATH": self.path("_checkpoints/stream_enrich"),
+            "BACKUP_LOCATION": self.path("_backups"),
         }
 
 

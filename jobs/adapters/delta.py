@@ -140,3 +140,11 @@ def insert_missing(df: DataFrame, path: str, key: str, commit_note: str) -> int:
     if not table_exists(df.sparkSession, path):
         return overwrite(df, path, commit_note)
     return _merge(df, path, key, commit_note, replace_matches=False)
+
+
+def restore(spark: SparkSession, path: str, version: int, commit_note: str) -> int:
+    """The table's contents as of ``version``, as a new commit (Delta's RESTORE); returns the
+    version written. The files of ``version`` must still be there (not vacuumed)."""
+    with _commit_note(spark, commit_note):
+        DeltaTable.forPath(spark, path).restoreToVersion(version)
+    return _version_written(spark, path)

@@ -135,3 +135,28 @@ def table_snapshot(s3: S3Settings, path: str) -> TableSnapshot | None:
     schema = StructType.fromJson(json.loads(table.schema().to_json()))
     properties = {str(k): str(v) for k, v in table.metadata().configuration.items()}
     return TableSnapshot(path, int(table.version()), schema, properties)
+
+
+def missing_version_files(s3: S3Settings, path: str, version: int) -> list[str]:
+    """The data files of version ``version`` that are no longer on the store (VACUUM removed
+    them), or SourceError if the log no longer has that version."""
+    try:
+        table = DeltaTable(path, version=version, storage_options=delta_storage_options(s3))
+        files = table.file_uris()
+    except TableNotFoundError:
+        raise SourceError(f"no Delta table at {path}") from None
+    except (DeltaError, OSError) as error:
+        raise SourceError(
+            f"version {version} of {path} cannot be read from its log: {first_line(error)}"
+        ) from None
+    bucket, prefix = split_path(path)
+    client = s3_client(s3)
+    present: set[str] = set()
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{prefix}/"
+        ):
+            present.update(item["Key"] for item in page.get("Contents", []))
+    except (BotoCoreError, ClientError) as error:
+        raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
+    return sorted(uri for uri in files if split_path(uri)[1] not in present)

@@ -114,8 +114,8 @@ def pipeline_state(conn: Connection, curated_table: str) -> PipelineState:
             )
         )
         cur.execute(
-            "SELECT run_id::text, status, mode, started_at, raw_version_from, raw_version_to, error "
-            "FROM pipeline.enrichment_runs "
+            "SELECT run_id::text, status, mode, started_at, raw_version_from, raw_version_to, error, "
+            "job_name FROM pipeline.enrichment_runs "
             "WHERE curated_table = %s AND status IN ('running', 'crashed', 'failed') "
             "AND started_at > %s ORDER BY started_at",
             (curated_table, row[4] if row else datetime(1970, 1, 1, tzinfo=UTC)),

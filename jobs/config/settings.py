@@ -60,12 +60,21 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """Where `make backup` keeps its backups (an s3a:// prefix or a local folder) and how many."""
+
+    location: str = "s3a://backup-bucket/spark-enrich"
+    keep: int = 7
+
+
+@dataclass(frozen=True)
 class Settings:
     postgres: PostgresTarget
     s3: S3Settings
     tables: TablePaths
     lookups: tuple[LookupSpec, ...]
     stream: StreamSettings = StreamSettings()
+    backup: BackupSettings = BackupSettings()
     jdbc_fetchsize: int = 10000
     max_future_minutes: int = 60
     # What a batch run does when the raw table has columns this version does not know.
@@ -169,6 +178,25 @@ def _stream_settings(
     )
 
 
+def _backup_settings(
+    config: Mapping[str, Any], environ: Mapping[str, str], source: Path
+) -> BackupSettings:
+    section = config.get("backup", {})
+    where = f"{source} [backup]"
+    defaults = BackupSettings()
+    location = environ.get("BACKUP_LOCATION") or str(section.get("location", defaults.location))
+    keep = section.get("keep", defaults.keep)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(
+            f"{where} keep must be a whole number of backups, at least 1 (got {keep!r})"
+        )
+    if location.startswith("s3://"):
+        raise ConfigError(
+            f"{where} location must be an s3a:// path or a local folder (got {location!r})"
+        )
+    return BackupSettings(location=location.rstrip("/"), keep=keep)
+
+
 def default_config_path(environ: Mapping[str, str]) -> Path:
     """conf/enrichment.toml: found through SPARK_CONF_DIR (the launchers set it), else the cwd."""
     conf_dir = environ.get("SPARK_CONF_DIR") or "conf"
@@ -216,4 +244,5 @@ def load_settings(
         max_future_minutes=int(config.get("validation", {}).get("max_future_minutes", 60)),
         new_raw_columns=new_raw_columns,
         stream=_stream_settings(config, environ, source),
+        backup=_backup_settings(config, environ, source),
     )

@@ -41,3 +41,9 @@ class ConcurrentRunError(EnrichmentError):
     """Another run is writing the same tables; Delta on S3 allows one writing driver at a time."""
 
     exit_code = 5
+
+
+class BackupError(EnrichmentError):
+    """A backup cannot be taken or restored as asked (gone, damaged, its files vacuumed)."""
+
+    exit_code = 6

@@ -11,6 +11,8 @@ from typing import Any
 FULL = "full"
 INCREMENTAL = "incremental"
 RANGE = "range"
+# The job name of a restore's record in pipeline.enrichment_runs (make restore).
+RESTORE_JOB = "restore"
 
 
 VALID_FROM = "valid_from"  # a history row's version is valid from (NULL: always) ...
@@ -88,6 +90,7 @@ class UnfinishedRun:
     raw_version_from: int | None
     raw_version_to: int | None
     error: str | None
+    job_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from jobs.core.errors import ConfigError
-from jobs.core.models import FULL, INCREMENTAL, RANGE, PipelineState
+from jobs.core.models import FULL, INCREMENTAL, RANGE, RESTORE_JOB, PipelineState
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,12 @@ def plan_run(
     - otherwise: the raw versions committed since the last successful run. None, and no
       curated commits since the summary was last brought in step: nothing to do.
     """
+    unfinished_restores = [r for r in state.unfinished if r.job_name == RESTORE_JOB]
+    if unfinished_restores:
+        raise ConfigError(
+            unfinished_restores[-1].error
+            or "a restore did not finish: run make restore again before any job"
+        )
     synced = state.synced
     unfinished_full = [r.run_id for r in state.unfinished if r.mode == FULL]
     if date_range is not None:

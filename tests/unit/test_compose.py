@@ -38,9 +38,11 @@ def project() -> dict[str, Any]:
 def test_services_and_healthchecks(project: dict[str, Any]) -> None:
     services = project["services"]
     assert sorted(services) == [
+        "backup",
         "minio",
         "minio-init",
         "postgres",
+        "restore",
         "spark",
         "spark-master",
         "spark-worker-1",
@@ -81,8 +83,10 @@ def test_minio_init_gives_the_jobs_their_own_user_and_policy(project: dict[str, 
     assert resources == {
         "arn:aws:s3:::raw-data-bucket",
         "arn:aws:s3:::curated-data-bucket",
+        "arn:aws:s3:::backup-bucket",
         "arn:aws:s3:::raw-data-bucket/*",
         "arn:aws:s3:::curated-data-bucket/*",
+        "arn:aws:s3:::backup-bucket/*",
     }
     actions = {a for statement in policy["Statement"] for a in statement["Action"]}
     assert "s3:CreateBucket" not in actions and "s3:*" not in actions
@@ -181,3 +185,19 @@ def test_the_dockerfile_parser_rejects_an_invalid_file(tmp_path: Path) -> None:
     result = composecheck("--dockerfile", str(broken))
     assert result.returncode != 0
     assert "COPY" in result.stderr
+
+
+def test_backups_read_as_the_reporting_role_and_restores_write_as_the_admin(
+    project: dict[str, Any],
+) -> None:
+    services = project["services"]
+    backup, restore = services["backup"], services["restore"]
+    assert {s["source"] for s in backup["secrets"]} == {
+        "postgres_reporting_password",
+        "s3_job_access_key",
+        "s3_job_secret_key",
+    }
+    assert "POSTGRES_ADMIN_URL" not in backup["environment"]
+    assert "postgres_admin_password" in {s["source"] for s in restore["secrets"]}
+    assert restore["entrypoint"] == ["scripts/submit.sh", "restore"]
+    assert services["postgres"]["image"].startswith("postgres:15")

@@ -200,3 +200,25 @@ def test_stream_arguments_and_settings(tmp_path: Path) -> None:
     path.write_text(config.replace("max_files_per_trigger = 100", "max_files_per_trigger = 0"))
     with pytest.raises(ConfigError, match="max_files_per_trigger must be a positive number"):
         load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+
+
+def test_backup_settings(tmp_path: Path) -> None:
+    shipped = load_settings(BASE_ENV).backup
+    assert (shipped.location, shipped.keep) == ("s3a://backup-bucket/spark-enrich", 7)
+    moved = load_settings({**BASE_ENV, "BACKUP_LOCATION": "/var/backups/enrich/"}).backup
+    assert moved.location == "/var/backups/enrich"
+    config = (ROOT / "conf" / "enrichment.toml").read_text()
+    path = tmp_path / "enrichment.toml"
+    for bad, message in (
+        ("keep = 0", "keep must be a whole number of backups, at least 1"),
+        ('keep = "7"', "keep must be a whole number"),
+        ('location = "s3://backup-bucket/x"', "must be an s3a:// path or a local folder"),
+    ):
+        changed = (
+            config.replace("keep = 7", bad)
+            if bad.startswith("keep")
+            else config.replace('location = "s3a://backup-bucket/spark-enrich"', bad)
+        )
+        path.write_text(changed)
+        with pytest.raises(ConfigError, match=message):
+            load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})

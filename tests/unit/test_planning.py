@@ -96,3 +96,24 @@ def test_date_ranges_that_cannot_be_honoured_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         plan_run(current, raw_latest, 10, full=full, date_range=dates)
+
+
+def test_an_unfinished_restore_refuses_every_run_until_it_is_run_again() -> None:
+    stopped = UnfinishedRun(
+        "r3",
+        "running",
+        None,
+        datetime(2026, 11, 22, tzinfo=UTC),
+        None,
+        4,
+        "restore of backup 20261122T000000Z did not finish: run make restore "
+        "BACKUP=20261122T000000Z again before any job",
+        job_name="restore",
+    )
+    for options in ({}, {"full": True}, {"date_range": DAYS}):
+        with pytest.raises(ConfigError, match="make restore BACKUP=20261122T000000Z again"):
+            plan_run(state(stopped), raw_latest=7, curated_latest=12, **options)
+    # A crashed batch run is no restore: it is redone.
+    assert plan_run(state(unfinished(INCREMENTAL)), raw_latest=7, curated_latest=10).mode == (
+        INCREMENTAL
+    )
