@@ -13,7 +13,7 @@ TEST_WORKERS ?= 0
 DB_ROLE ?= reporting
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
-.PHONY: help setup up down status seed demo generate ingest submit-batch land submit-stream backup backups restore spark-sql psql \
+.PHONY: help setup up down status seed demo generate ingest submit-batch land submit-stream backup backups restore maintain spark-sql psql \
         package cluster-up cluster-down test test-quick test-faults test-unit bench check fmt clean clean-state
 
 help: ## List the targets
@@ -22,7 +22,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables: SQL=\"...\" (spark-sql, psql), DB_ROLE=reporting|pipeline|admin (psql),"
-	@echo "           FILES=... (ingest, land), ARGS=... (submit-batch, submit-stream), BACKUP=<id> (restore),"
+	@echo "           FILES=... (ingest, land), ARGS=... (submit-batch, submit-stream, maintain), BACKUP=<id> (restore),"
 	@echo "           ROWS=N OUT=path (generate), DEMO_ROWS=N (demo), SPARK_MASTER=... (submit-batch),"
 	@echo "           ROWS=N MERCHANTS=N SIZES=a,b,c BENCH_ARGS=... (bench; defaults 10M rows, 100k merchants)"
 	@echo "           TEST_WORKERS=N (test; default 0: one process; N workers on a bigger machine)"
@@ -73,6 +73,9 @@ backups: setup ## List the backups: id, run, the tables' versions, size
 restore: setup ## Restore BACKUP=<id>: PostgreSQL to its dump, curated and quarantine to its versions
 	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<id> (make backups lists them)" >&2; exit 2; }
 	@$(RUN) scripts/submit.sh restore $(BACKUP) $(ARGS)
+
+maintain: setup ## OPTIMIZE curated and quarantine, then VACUUM what nothing needs (ARGS=--dry-run)
+	@$(RUN) scripts/submit.sh maintain $(ARGS)
 
 spark-sql: setup ## spark-sql with the tables by name; SQL="..." runs one statement
 	@$(RUN) scripts/spark_sql.sh

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -160,3 +161,36 @@ def missing_version_files(s3: S3Settings, path: str, version: int) -> list[str]:
     except (BotoCoreError, ClientError) as error:
         raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
     return sorted(uri for uri in files if split_path(uri)[1] not in present)
+
+
+def commit_json(s3: S3Settings, path: str, version: int) -> str | None:
+    """The JSON lines of commit ``version`` in the table's log; None if the log no longer has it."""
+    bucket, prefix = split_path(path)
+    try:
+        body = s3_client(s3).get_object(
+            Bucket=bucket, Key=f"{prefix}/_delta_log/{version:020d}.json"
+        )
+    except ClientError as error:
+        if str(error.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey"):
+            return None
+        raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
+    except BotoCoreError as error:
+        raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
+    return str(body["Body"].read().decode())
+
+
+def commit_time(s3: S3Settings, path: str, version: int) -> datetime | None:
+    """When commit ``version`` was made (its commitInfo), or None if the log no longer has it."""
+    text = commit_json(s3, path, version)
+    if text is None:
+        return None
+    for line in text.splitlines():
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info and "timestamp" in info:
+            return datetime.fromtimestamp(int(info["timestamp"]) / 1000, tz=UTC)
+    return None
+
+
+def partition_columns(s3: S3Settings, path: str) -> list[str]:
+    table = _open_table(s3, path)
+    return [] if table is None else list(table.metadata().partition_columns)

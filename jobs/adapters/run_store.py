@@ -90,6 +90,19 @@ def lookup_fingerprint(conn: Connection, specs: Sequence[LookupSpec]) -> str:
     return json.dumps(parts)
 
 
+def _synced_run(row: Sequence[Any]) -> SyncedRun:
+    """From (run_id, raw_version_to, curated_version_written, lookup_fingerprint, started_at,
+    raw_table, quarantine_version_written)."""
+    return SyncedRun(
+        run_id=row[0],
+        raw_version_to=int(row[1]),
+        curated_version=None if row[2] is None else int(row[2]),
+        lookup_fingerprint=str(row[3] or ""),
+        raw_table=str(row[5] or ""),
+        quarantine_version=None if row[6] is None else int(row[6]),
+    )
+
+
 def pipeline_state(conn: Connection, curated_table: str) -> PipelineState:
     """The last run that left the outputs in step, and the runs after it that did not finish."""
     with conn.cursor() as cur:
@@ -101,18 +114,7 @@ def pipeline_state(conn: Connection, curated_table: str) -> PipelineState:
             (curated_table,),
         )
         row = cur.fetchone()
-        synced = (
-            None
-            if row is None
-            else SyncedRun(
-                run_id=row[0],
-                raw_version_to=int(row[1]),
-                curated_version=None if row[2] is None else int(row[2]),
-                lookup_fingerprint=str(row[3] or ""),
-                raw_table=str(row[5] or ""),
-                quarantine_version=None if row[6] is None else int(row[6]),
-            )
-        )
+        synced = None if row is None else _synced_run(row)
         cur.execute(
             "SELECT run_id::text, status, mode, started_at, raw_version_from, raw_version_to, error, "
             "job_name FROM pipeline.enrichment_runs "
@@ -337,3 +339,54 @@ def record_failure(target: PostgresTarget, run_id: str, error: str) -> bool:
         return True
     except (ServiceUnavailableError, psycopg2.Error):
         return False
+
+
+def record_after(
+    conn: Connection,
+    run_id: str,
+    job_name: str,
+    started_at: datetime,
+    synced_run_id: str,
+    curated_version: int | None,
+    quarantine_version: int | None,
+    details: dict[str, Any],
+) -> None:
+    """A succeeded record of a job that changed no row (a maintenance): the synced run's
+    watermark and lookups, the tables' new versions. The next run plans from it."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO pipeline.enrichment_runs (run_id, job_name, status, started_at, ended_at, "
+            "raw_table, curated_table, quarantine_table, raw_version_to, curated_version_written, "
+            "quarantine_version_written, lookup_fingerprint, details, driver) "
+            "SELECT %s, %s, 'succeeded', %s, %s, raw_table, curated_table, quarantine_table, "
+            "raw_version_to, %s, %s, lookup_fingerprint, %s, %s "
+            "FROM pipeline.enrichment_runs WHERE run_id = %s",
+            (
+                run_id,
+                job_name,
+                started_at,
+                datetime.now(UTC),
+                curated_version,
+                quarantine_version,
+                json.dumps(details),
+                f"{socket.gethostname()}:{os.getpid()}",
+                synced_run_id,
+            ),
+        )
+        if cur.rowcount != 1:
+            raise ConfigError(f"run {synced_run_id} is not in pipeline.enrichment_runs")
+
+
+def last_job_record(conn: Connection, curated_table: str, job_name: str) -> SyncedRun | None:
+    """The versions the last succeeded ``job_name`` record left (the last maintenance's)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT run_id::text, raw_version_to, curated_version_written, lookup_fingerprint, "
+            "started_at, raw_table, quarantine_version_written FROM pipeline.enrichment_runs "
+            "WHERE curated_table = %s AND job_name = %s AND status = 'succeeded' "
+            "ORDER BY started_at DESC LIMIT 1",
+            (curated_table, job_name),
+        )
+        row = cur.fetchone()
+    conn.rollback()
+    return None if row is None else _synced_run(row)

@@ -68,6 +68,14 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    """`make maintain`: how long VACUUM keeps old versions' files for time travel and for
+    readers still on an older snapshot (Delta's own default is 7 days)."""
+
+    time_travel_hours: float = 168.0
+
+
+@dataclass(frozen=True)
 class Settings:
     postgres: PostgresTarget
     s3: S3Settings
@@ -75,6 +83,7 @@ class Settings:
     lookups: tuple[LookupSpec, ...]
     stream: StreamSettings = StreamSettings()
     backup: BackupSettings = BackupSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     jdbc_fetchsize: int = 10000
     max_future_minutes: int = 60
     # What a batch run does when the raw table has columns this version does not know.
@@ -197,6 +206,16 @@ def _backup_settings(
     return BackupSettings(location=location.rstrip("/"), keep=keep)
 
 
+def _maintenance_settings(config: Mapping[str, Any], source: Path) -> MaintenanceSettings:
+    section = config.get("maintenance", {})
+    hours = section.get("time_travel_hours", MaintenanceSettings().time_travel_hours)
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or hours < 0:
+        raise ConfigError(
+            f"{source} [maintenance] time_travel_hours must be a number of hours >= 0 (got {hours!r})"
+        )
+    return MaintenanceSettings(time_travel_hours=float(hours))
+
+
 def default_config_path(environ: Mapping[str, str]) -> Path:
     """conf/enrichment.toml: found through SPARK_CONF_DIR (the launchers set it), else the cwd."""
     conf_dir = environ.get("SPARK_CONF_DIR") or "conf"
@@ -245,4 +264,5 @@ def load_settings(
         new_raw_columns=new_raw_columns,
         stream=_stream_settings(config, environ, source),
         backup=_backup_settings(config, environ, source),
+        maintenance=_maintenance_settings(config, source),
     )

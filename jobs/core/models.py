@@ -13,6 +13,8 @@ INCREMENTAL = "incremental"
 RANGE = "range"
 # The job name of a restore's record in pipeline.enrichment_runs (make restore).
 RESTORE_JOB = "restore"
+# ... and of a table maintenance's (make maintain): the versions it left, and the last one's.
+MAINTAIN_JOB = "maintain"
 
 
 VALID_FROM = "valid_from"  # a history row's version is valid from (NULL: always) ...
