@@ -13,7 +13,7 @@ TEST_WORKERS ?= 0
 DB_ROLE ?= reporting
 OUT ?= .stack/data/transactions-$(shell date +%Y%m%d-%H%M%S).csv
 
-.PHONY: help setup up down status seed demo generate ingest submit-batch land submit-stream backup backups restore maintain spark-sql psql \
+.PHONY: help setup up down status seed demo generate ingest submit-batch land submit-stream backup backups restore maintain monitor-up monitor-down spark-sql psql \
         package cluster-up cluster-down test test-quick test-faults test-unit bench check fmt clean clean-state
 
 help: ## List the targets
@@ -33,7 +33,8 @@ setup: ## Install the virtualenv, JARs, MinIO and PostgreSQL (cached in ~/.cache
 up: setup ## Start the local stack: PostgreSQL and MinIO on 127.0.0.1, buckets created
 	@$(RUN) scripts/stack.sh up
 
-down: ## Stop the local stack (data is kept in .stack/)
+down: ## Stop the local stack and the monitoring servers (data is kept in .stack/)
+	@$(RUN) scripts/monitor.sh down
 	@$(RUN) scripts/stack.sh down
 
 status: ## Show whether PostgreSQL and MinIO are running
@@ -76,6 +77,12 @@ restore: setup ## Restore BACKUP=<id>: PostgreSQL to its dump, curated and quara
 
 maintain: setup ## OPTIMIZE curated and quarantine, then VACUUM what nothing needs (ARGS=--dry-run)
 	@$(RUN) scripts/submit.sh maintain $(ARGS)
+
+monitor-up: seed ## Start Prometheus, a Pushgateway and the PostgreSQL exporter on 127.0.0.1
+	@$(RUN) scripts/monitor.sh up
+
+monitor-down: ## Stop the monitoring servers
+	@$(RUN) scripts/monitor.sh down
 
 spark-sql: setup ## spark-sql with the tables by name; SQL="..." runs one statement
 	@$(RUN) scripts/spark_sql.sh

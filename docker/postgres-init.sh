@@ -6,7 +6,8 @@
 set -eu
 ENRICH_PIPELINE_PASSWORD=$(cat /run/secrets/postgres_password)
 ENRICH_REPORTING_PASSWORD=$(cat /run/secrets/postgres_reporting_password)
-export ENRICH_PIPELINE_PASSWORD ENRICH_REPORTING_PASSWORD
+ENRICH_MONITORING_PASSWORD=$(cat /run/secrets/postgres_monitoring_password)
+export ENRICH_PIPELINE_PASSWORD ENRICH_REPORTING_PASSWORD ENRICH_MONITORING_PASSWORD
 for file in /reference_sql/*.sql; do
   echo "postgres-init: $file"
   case "$file" in
@@ -15,6 +16,7 @@ for file in /reference_sql/*.sql; do
   esac
   psql -X -q -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
     -v owner_role=enrich_owner -v pipeline_role=enrich_pipeline -v reporting_role=enrich_reporting \
+    -v monitoring_role=enrich_monitoring \
     "$@" -f "$file"
 done
-unset ENRICH_PIPELINE_PASSWORD ENRICH_REPORTING_PASSWORD
+unset ENRICH_PIPELINE_PASSWORD ENRICH_REPORTING_PASSWORD ENRICH_MONITORING_PASSWORD

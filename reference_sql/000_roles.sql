@@ -6,10 +6,13 @@
 --   pipeline_role  (enrich_pipeline)  what the jobs log in as: reads the lookups, writes only the
 --                                     pipeline schema's rows; no DDL, nothing elsewhere
 --   reporting_role (enrich_reporting) dashboards and ad-hoc psql: reads both schemas, writes nothing
+--   monitoring_role (enrich_monitoring) the Prometheus PostgreSQL exporter: pg_monitor (server
+--                                     statistics), no table of either schema
 --
 -- Names come from psql variables (scripts/seed.sh sets them from POSTGRES_URL's and
 -- POSTGRES_REPORTING_URL's user). Passwords come from the environment through \getenv and are
--- set only when given: ENRICH_PIPELINE_PASSWORD, ENRICH_REPORTING_PASSWORD.
+-- set only when given: ENRICH_PIPELINE_PASSWORD, ENRICH_REPORTING_PASSWORD,
+-- ENRICH_MONITORING_PASSWORD.
 \if :{?owner_role}
 \else
 \set owner_role enrich_owner
@@ -22,14 +25,23 @@
 \else
 \set reporting_role enrich_reporting
 \endif
+\if :{?monitoring_role}
+\else
+\set monitoring_role enrich_monitoring
+\endif
 
 SELECT format('CREATE ROLE %I', name)
-FROM unnest(ARRAY[:'owner_role', :'pipeline_role', :'reporting_role']) AS name
+FROM unnest(ARRAY[:'owner_role', :'pipeline_role', :'reporting_role', :'monitoring_role']) AS name
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = name) \gexec
 
 ALTER ROLE :"owner_role" NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
 ALTER ROLE :"pipeline_role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
 ALTER ROLE :"reporting_role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+ALTER ROLE :"monitoring_role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+-- Server statistics only (pg_stat_*, settings), read-only, short queries.
+GRANT pg_monitor TO :"monitoring_role";
+ALTER ROLE :"monitoring_role" SET default_transaction_read_only = on;
+ALTER ROLE :"monitoring_role" SET statement_timeout = '10s';
 -- The reporting role cannot write even by mistake, and its ad-hoc queries are bounded.
 ALTER ROLE :"reporting_role" SET default_transaction_read_only = on;
 ALTER ROLE :"reporting_role" SET statement_timeout = '5min';
@@ -44,6 +56,11 @@ ALTER ROLE :"pipeline_role" PASSWORD :'pipeline_password';
 ALTER ROLE :"reporting_role" PASSWORD :'reporting_password';
 \unset reporting_password
 \endif
+\getenv monitoring_password ENRICH_MONITORING_PASSWORD
+\if :{?monitoring_password}
+ALTER ROLE :"monitoring_role" PASSWORD :'monitoring_password';
+\unset monitoring_password
+\endif
 
 -- The admin creates objects as the owner (SET ROLE); on a managed server it is no superuser.
 SELECT format('GRANT %I TO %I', :'owner_role', current_user)
@@ -54,6 +71,7 @@ WHERE NOT pg_has_role(current_user, :'owner_role', 'MEMBER') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database()) \gexec
 SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', current_database(), :'pipeline_role') \gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'reporting_role') \gexec
+SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'monitoring_role') \gexec
 SELECT format('ALTER DATABASE %I SET search_path = reference, pipeline, public', current_database()) \gexec
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 -- The reference history refuses overlapping validity ranges with an exclusion constraint on

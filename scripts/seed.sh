@@ -19,7 +19,8 @@ exec 9>"${STACK_DIR:-.stack}/seed.lock"
 flock 9
 owner_role=${ENRICH_OWNER_ROLE:-enrich_owner}
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"  # no NOTICEs of IF EXISTS steps
-roles=(-v "owner_role=$owner_role" -v "pipeline_role=$pipeline_role" -v "reporting_role=$reporting_role")
+roles=(-v "owner_role=$owner_role" -v "pipeline_role=$pipeline_role" -v "reporting_role=$reporting_role"
+       -v "monitoring_role=$monitoring_role")
 for file in "${files[@]}"; do
   printf 'seed: %s\n' "$file" >&2
   as_owner=("-c" "SET ROLE \"$owner_role\"")
@@ -27,5 +28,5 @@ for file in "${files[@]}"; do
   scripts/psql.sh --role=admin -X -q -v ON_ERROR_STOP=1 "${roles[@]}" "${as_owner[@]}" -f "$file" \
     || die "$file failed (see the psql message above)"
 done
-unset ENRICH_PIPELINE_PASSWORD ENRICH_REPORTING_PASSWORD
+unset ENRICH_PIPELINE_PASSWORD ENRICH_REPORTING_PASSWORD ENRICH_MONITORING_PASSWORD
 scripts/psql.sh --role=admin -X -tA -c "SELECT 'seed: merchant_lookup rows: ' || count(*) FROM reference.merchant_lookup" >&2

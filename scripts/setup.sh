@@ -2,7 +2,7 @@
 # Installs everything the project needs, once, into a cache outside the clone keyed by version:
 # the Python virtualenv, the JVM jars, the MinIO server binary, and PostgreSQL server binaries.
 # Safe to run any number of times; a second run with nothing to do takes about a second.
-#   scripts/setup.sh [python] [jars] [jvm-archive] [minio] [postgres]    (default: all five)
+#   scripts/setup.sh [python] [jars] [jvm-archive] [minio] [postgres] [monitoring]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,7 @@ command -v "$PY" >/dev/null || die "python3 (3.11) is required"
 command -v java >/dev/null || die "a Java runtime (17 or newer) is required for Spark"
 
 version() { "$PY" scripts/versions.py "$1"; }
-COMPONENTS=" ${*:-python jars jvm-archive minio postgres} "
+COMPONENTS=" ${*:-python jars jvm-archive minio postgres monitoring} "
 want() { [[ $COMPONENTS == *" $1 "* ]]; }
 CACHE=$(version cache-dir)
 mkdir -p "$CACHE"
@@ -97,6 +97,18 @@ if want postgres; then
     apt_install "$(version postgres-package)"
   fi
   command -v psql >/dev/null || apt_install postgresql-client
+fi
+
+# --- Monitoring servers (make monitor-up) and promtool ------------------------------------------
+if want monitoring; then
+  for binary in prometheus promtool prometheus-pushgateway prometheus-postgres-exporter; do
+    if ! command -v "$binary" >/dev/null; then
+      say "installing the monitoring servers from Debian packages ($(version monitoring-packages))"
+      # shellcheck disable=SC2046  # a list of package names
+      apt_install $(version monitoring-packages)
+      break
+    fi
+  done
 fi
 
 # --- compose-go checker (tests validate docker-compose.yml with it; no Docker engine here) ---

@@ -55,17 +55,22 @@ def _seed() -> str:
             f"the admin role {admin.user!r} must not be the pipeline or reporting role "
             "(POSTGRES_ADMIN_URL, POSTGRES_URL and POSTGRES_REPORTING_URL name three different users)"
         )
+    # The monitoring role is optional: without POSTGRES_MONITORING_URL it is created with its
+    # default name and no password (it cannot log in until one is set).
+    monitoring = _target("monitoring") if os.environ.get("POSTGRES_MONITORING_URL") else None
     lines = [
         f"pipeline_role={shlex.quote(pipeline.user)}",
         f"reporting_role={shlex.quote(reporting.user)}",
+        f"monitoring_role={shlex.quote(monitoring.user if monitoring else 'enrich_monitoring')}",
     ]
     passwords = {
         name: target.password
         for name, target in (
             ("ENRICH_PIPELINE_PASSWORD", pipeline),
             ("ENRICH_REPORTING_PASSWORD", reporting),
+            ("ENRICH_MONITORING_PASSWORD", monitoring),
         )
-        if target.password
+        if target is not None and target.password
     }
     return "\n".join([*lines, _exports(passwords)]).rstrip("\n")
 

@@ -3,7 +3,7 @@
 Usage: python3 scripts/versions.py <key> [<key>...]   (one value a line)
 Keys: venv-key, python-requirements, runtime-requirements, jars (one ``group:artifact:version`` a line),
       jar-dir, jvm-archive, launcher-conf-dir, minio-release, minio-module, minio-bin,
-      postgres-package, cache-dir, composecheck-bin.
+      postgres-package, monitoring-packages, cache-dir, composecheck-bin.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def value(key: str) -> str:
         "minio-module": str(servers["minio_module"]),
         "minio-bin": str(cache_dir() / f"minio-{servers['minio_release']}" / "minio"),
         "postgres-package": str(servers["postgres_debian_package"]),
+        "monitoring-packages": str(servers["monitoring_debian_packages"]),
         "composecheck-bin": str(cache_dir() / f"composecheck-{_composecheck_hash()}"),
     }
     if key not in values:

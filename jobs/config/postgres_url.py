@@ -21,6 +21,8 @@ ROLE_VARIABLES = {
     "pipeline": ("POSTGRES_URL", "POSTGRES_PASSWORD"),
     "admin": ("POSTGRES_ADMIN_URL", "POSTGRES_ADMIN_PASSWORD"),
     "reporting": ("POSTGRES_REPORTING_URL", "POSTGRES_REPORTING_PASSWORD"),
+    # The Prometheus PostgreSQL exporter's (make monitor-up); optional for the jobs.
+    "monitoring": ("POSTGRES_MONITORING_URL", "POSTGRES_MONITORING_PASSWORD"),
 }
 
 # libpq parameters that pgjdbc understands under the same name.

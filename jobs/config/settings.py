@@ -84,6 +84,8 @@ class Settings:
     stream: StreamSettings = StreamSettings()
     backup: BackupSettings = BackupSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    # Where runs push their metrics (PUSHGATEWAY_URL); None: nowhere.
+    pushgateway_url: str | None = None
     jdbc_fetchsize: int = 10000
     max_future_minutes: int = 60
     # What a batch run does when the raw table has columns this version does not know.
@@ -265,4 +267,5 @@ def load_settings(
         stream=_stream_settings(config, environ, source),
         backup=_backup_settings(config, environ, source),
         maintenance=_maintenance_settings(config, source),
+        pushgateway_url=environ.get("PUSHGATEWAY_URL") or None,
     )

@@ -25,7 +25,7 @@ import psycopg2
 from psycopg2.extensions import connection as Connection
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.adapters import object_store, postgres, run_store, writer_lock
+from jobs.adapters import metrics, object_store, postgres, run_store, writer_lock
 from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_change_feed, check_raw_table
@@ -207,8 +207,9 @@ def run_locked(
     failpoints.reached("run-started")
     try:
         if plan.noop:  # decided without Spark, and needs none
-            return record_noop(conn, settings, start, found, stream_batch)
-        return execute(held, start_spark(), settings, plan, start, found, stream_batch)
+            result = record_noop(conn, settings, start, found, stream_batch)
+        else:
+            result = execute(held, start_spark(), settings, plan, start, found, stream_batch)
     except BaseException as error:
         if not run_store.record_failure(settings.postgres, run_id, describe_failure(error)):
             log.warning(
@@ -216,7 +217,38 @@ def run_locked(
                 "run will find it unfinished and complete its work",
                 run_id,
             )
+        push_metrics(settings, job_name, started, None, found.raw.version)
         raise
+    push_metrics(settings, job_name, started, result, found.raw.version)
+    return result
+
+
+def push_metrics(
+    settings: Settings,
+    job_name: str,
+    started: datetime,
+    result: RunResult | None,
+    raw_latest: int,
+) -> None:
+    """The run's metrics to the Pushgateway (``result`` None: the run failed)."""
+    now = datetime.now(UTC)
+    values: dict[str, float] = {
+        "run_success": 0.0 if result is None else 1.0,
+        "run_last_finished_timestamp_seconds": now.timestamp(),
+        "run_duration_seconds": (now - started).total_seconds(),
+    }
+    if result is not None:
+        counts = result.counts
+        values |= {
+            "run_last_success_timestamp_seconds": now.timestamp(),
+            "run_rows_read": counts.rows_read if counts else 0,
+            "run_rows_curated": counts.rows_curated if counts else 0,
+            "run_rows_quarantined": counts.rows_quarantined if counts else 0,
+            "run_rows_unmatched": counts.rows_unmatched if counts else 0,
+            "run_rows_duplicate": counts.rows_duplicate if counts else 0,
+            "raw_lag_versions": max(0, raw_latest - result.raw_version_to),
+        }
+    metrics.push(settings.pushgateway_url, job_name, settings.tables.curated, values)
 
 
 def record_noop(

@@ -49,7 +49,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from jobs.adapters import object_store, postgres, run_store, writer_lock
+from jobs.adapters import metrics, object_store, postgres, run_store, writer_lock
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_csv_header
 from jobs.core.errors import EnrichmentError, PostgresUnavailableError, SourceError
@@ -409,6 +409,18 @@ class MicroBatches:
             else f", {(datetime.now(UTC) - record.oldest_landed_at).total_seconds():.1f} s after landing"
         )
         rate = record.rows_ingested / seconds if seconds > 0 else 0.0
+        stream_values = {
+            "lookups_age_seconds": max(0.0, time.monotonic() - self.lookups.checked_at)
+            if self.lookups.digest is not None
+            else 0.0
+        }
+        if record.oldest_landed_at is not None:
+            stream_values["stream_lag_seconds"] = (
+                datetime.now(UTC) - record.oldest_landed_at
+            ).total_seconds()
+        metrics.push(
+            self.settings.pushgateway_url, JOB_NAME, self.settings.tables.curated, stream_values
+        )
         log.info(
             "micro-batch %d: %d file(s) (%d refused), %d rows: %d curated, %d quarantined; "
             "raw version %s, lag %d version(s)%s; %.1f s, %.0f rows/s",

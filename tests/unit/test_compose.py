@@ -121,6 +121,7 @@ def test_credentials_travel_as_secrets_not_environment(project: dict[str, Any]) 
         env_file["POSTGRES_PASSWORD"],
         env_file["POSTGRES_ADMIN_PASSWORD"],
         env_file["POSTGRES_REPORTING_PASSWORD"],
+        env_file["POSTGRES_MONITORING_PASSWORD"],
         env_file["AWS_SECRET_ACCESS_KEY"],
         env_file["MINIO_ROOT_PASSWORD"],
     ]
@@ -201,3 +202,19 @@ def test_backups_read_as_the_reporting_role_and_restores_write_as_the_admin(
     assert "postgres_admin_password" in {s["source"] for s in restore["secrets"]}
     assert restore["entrypoint"] == ["scripts/submit.sh", "restore"]
     assert services["postgres"]["image"].startswith("postgres:15")
+
+
+def test_monitoring_services_log_in_as_the_monitoring_role() -> None:
+    result = load(ROOT / "docker-compose.yml", "--profile", "monitoring")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"prometheus", "pushgateway", "postgres-exporter"} <= set(services)
+    exporter = services["postgres-exporter"]
+    assert exporter["environment"]["DATA_SOURCE_USER"] == "enrich_monitoring"
+    assert (
+        exporter["environment"]["DATA_SOURCE_PASS_FILE"]
+        == "/run/secrets/postgres_monitoring_password"
+    )
+    assert "DATA_SOURCE_NAME" not in exporter["environment"]
+    config = {v["target"]: Path(v["source"]) for v in services["prometheus"]["volumes"]}
+    assert (config["/etc/prometheus"] / "prometheus-compose.yml").is_file()

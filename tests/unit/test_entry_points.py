@@ -84,6 +84,7 @@ def test_stack_env_prints_shell_that_eval_can_run() -> None:
     seed = stack_env.output(["seed"]).splitlines()
     assert seed[:2] == ["pipeline_role=enrich_pipeline", "reporting_role=enrich_reporting"]
     assert "export ENRICH_REPORTING_PASSWORD=reporting-secret" in seed
+    assert "monitoring_role=enrich_monitoring" in seed  # no POSTGRES_MONITORING_URL: the default
 
 
 @pytest.mark.usefixtures("local_env")
@@ -99,7 +100,7 @@ def test_stack_env_refusals_stop_the_script(
     stopped = evaluated(capsys.readouterr().out)
     assert stopped.returncode == 2 and "went-on" not in stopped.stdout
     assert stopped.stderr.strip() == (
-        "error: unknown role 'superuser'; use one of pipeline, admin, reporting"
+        "error: unknown role 'superuser'; use one of pipeline, admin, reporting, monitoring"
     )
     monkeypatch.setenv("POSTGRES_ADMIN_URL", LOCAL["POSTGRES_URL"])
     assert stack_env.main(["seed"]) == 2
