@@ -30,7 +30,12 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs import batch_enrich, ingest, stream_enrich
-from jobs.adapters.object_store import delta_storage_options, s3_client, split_path
+from jobs.adapters.object_store import (
+    delta_storage_options,
+    read_columns,
+    s3_client,
+    split_path,
+)
 from jobs.config.postgres_url import PostgresTarget, env_for_database, target_from_env
 from jobs.config.settings import S3Settings, Settings, load_settings
 from jobs.core.models import RunResult
@@ -142,10 +147,7 @@ def table_rows(
     columns = sorted(name for name in table.schema().to_arrow().names if name not in ignore)
     return tuple(
         sorted(
-            (
-                tuple(row[c] for c in columns)
-                for row in table.to_pyarrow_table(columns=columns).to_pylist()
-            ),
+            (tuple(row[c] for c in columns) for row in read_columns(s3, path, columns).to_pylist()),
             key=repr,
         )
     )

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.core.contracts import APPEND_ONLY, CHANGE_FEED
+from jobs.core.contracts import APPEND_ONLY, CHANGE_FEED, DELETION_VECTORS
 
 # The raw table only ever grows: appends are the only writes allowed, every commit's rows can
 # be read back with the change feed (incremental runs), and the commit log is kept long enough
@@ -25,6 +25,9 @@ RAW_TABLE_PROPERTIES = {
 }
 # Curated and quarantine keep a change feed: the summary is brought up to date from it.
 OUTPUT_TABLE_PROPERTIES = {CHANGE_FEED: "true"}
+# Curated's MERGE replaces a few rows of many files (corrections over every date): with
+# deletion vectors it writes those rows and a small vector per file instead of every file again.
+CURATED_TABLE_PROPERTIES = {**OUTPUT_TABLE_PROPERTIES, DELETION_VECTORS: "true"}
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -96,14 +99,16 @@ def overwrite(
     commit_note: str,
     partition_by: Sequence[str] = (),
     replace_where: str | None = None,
+    new_table_properties: Mapping[str, str] = OUTPUT_TABLE_PROPERTIES,
 ) -> int:
     """Replace the table's contents (or only the rows matching ``replace_where``) in one atomic
-    Delta commit; returns the version written."""
+    Delta commit; returns the version written. ``new_table_properties`` apply only if this
+    creates the table (an existing table keeps its own: ``set_properties`` changes them)."""
     writer = (
         df.write.format("delta")
         .mode("overwrite")
         .option("userMetadata", commit_note)
-        .options(**OUTPUT_TABLE_PROPERTIES)
+        .options(**new_table_properties)
     )
     if replace_where is None:
         writer = writer.option("overwriteSchema", "true")
@@ -113,6 +118,17 @@ def overwrite(
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
     return _version_written(df.sparkSession, path)
+
+
+def set_properties(
+    spark: SparkSession, path: str, properties: Mapping[str, str], commit_note: str
+) -> int:
+    """Set table properties in one metadata-only commit (a feature such as deletion vectors
+    upgrades the table's protocol); returns the version written."""
+    assignments = ", ".join(f"'{key}' = '{value}'" for key, value in sorted(properties.items()))
+    with _commit_note(spark, commit_note):
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+    return _version_written(spark, path)
 
 
 def _merge(df: DataFrame, path: str, key: str, commit_note: str, replace_matches: bool) -> int:

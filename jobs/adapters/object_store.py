@@ -11,21 +11,27 @@ of S3A retries.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-from deltalake import DeltaTable
+from deltalake import DeltaTable, QueryBuilder
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from pyspark.sql.types import StructType
 
 from jobs.config.settings import S3Settings
 from jobs.core.errors import ServiceUnavailableError, SourceError, first_line
 
+if TYPE_CHECKING:
+    import pyarrow
+
+# delta-kernel's message for a file the store does not have.
+_NOT_FOUND = re.compile(r"File not found: (\S+)")
 _REFUSED_CODES = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
@@ -121,6 +127,19 @@ def _open_table(s3: S3Settings, path: str) -> DeltaTable | None:
         ) from None
 
 
+def read_columns(s3: S3Settings, path: str, columns: Sequence[str]) -> pyarrow.Table:
+    """The live rows of the table's latest version, ``columns`` only, read with delta-rs's
+    DataFusion engine, which applies deletion vectors (its PyArrow datasets refuse a table
+    that may have them)."""
+    import pyarrow as pa  # here: a run's start (a no-op run) does not pay for importing it
+
+    table = DeltaTable(path, storage_options=delta_storage_options(s3))
+    selected = ", ".join('"' + name.replace('"', '""') + '"' for name in columns)
+    return pa.table(
+        QueryBuilder().register("t", table).execute(f"SELECT {selected} FROM t").read_all()
+    )
+
+
 def table_version(s3: S3Settings, path: str) -> int | None:
     """The newest committed version of the Delta table at ``path``, or None if there is none."""
     table = _open_table(s3, path)
@@ -140,7 +159,8 @@ def table_snapshot(s3: S3Settings, path: str) -> TableSnapshot | None:
 
 def missing_version_files(s3: S3Settings, path: str, version: int) -> list[str]:
     """The data files of version ``version`` that are no longer on the store (VACUUM removed
-    them), or SourceError if the log no longer has that version."""
+    them), or SourceError if the log no longer has that version. A deletion-vector file that
+    is gone is named too (the first one found: the reader stops there)."""
     try:
         table = DeltaTable(path, version=version, storage_options=delta_storage_options(s3))
         files = table.file_uris()
@@ -160,7 +180,21 @@ def missing_version_files(s3: S3Settings, path: str, version: int) -> list[str]:
             present.update(item["Key"] for item in page.get("Contents", []))
     except (BotoCoreError, ClientError) as error:
         raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
-    return sorted(uri for uri in files if split_path(uri)[1] not in present)
+    missing = sorted(uri for uri in files if split_path(uri)[1] not in present)
+    return missing + _missing_deletion_vector(table)
+
+
+def _missing_deletion_vector(table: DeltaTable) -> list[str]:
+    """[the path of a deletion-vector file of the table's version that cannot be read, or the
+    reader's message], or []."""
+    if "deletionVectors" not in (table.protocol().reader_features or []):
+        return []
+    try:
+        table.deletion_vectors().read_all()
+    except DeltaError as error:
+        found = _NOT_FOUND.search(str(error))
+        return [found.group(1) if found else f"(deletion vectors: {first_line(error)})"]
+    return []
 
 
 def commit_json(s3: S3Settings, path: str, version: int) -> str | None:

@@ -42,6 +42,9 @@ class TablePaths:
     raw: str
     curated: str
     quarantine: str
+    # Curated's MERGE marks replaced rows in deletion vectors instead of rewriting their files
+    # (readers need deletion-vector support: Spark, delta-rs through DataFusion, Trino).
+    curated_deletion_vectors: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,8 @@ def _require(section: Mapping[str, Any], key: str, where: str) -> Any:
     return section[key]
 
 
-def _flag(section: Mapping[str, Any], key: str, where: str) -> bool:
-    value = section.get(key, False)
+def _flag(section: Mapping[str, Any], key: str, where: str, default: bool = False) -> bool:
+    value = section.get(key, default)
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be true or false (got {value!r})")
     return value
@@ -244,6 +247,9 @@ def load_settings(
         or _require(tables, "curated", f"{source} [tables]"),
         quarantine=environ.get("QUARANTINE_TABLE_PATH")
         or _require(tables, "quarantine", f"{source} [tables]"),
+        curated_deletion_vectors=_flag(
+            tables, "curated_deletion_vectors", f"{source} [tables]", default=True
+        ),
     )
     lookups = tuple(
         _lookup_spec(raw, index, source) for index, raw in enumerate(config.get("lookups", []))

@@ -18,6 +18,7 @@ from jobs.core.schemas import INPUT_COLUMNS, RAW_SCHEMA
 
 APPEND_ONLY = "delta.appendOnly"
 CHANGE_FEED = "delta.enableChangeDataFeed"
+DELETION_VECTORS = "delta.enableDeletionVectors"
 NEW_COLUMN_SUFFIX = " is new"
 
 
@@ -39,7 +40,7 @@ def schema_drift(actual: StructType, expected: StructType = RAW_SCHEMA) -> list[
     return problems
 
 
-def _enabled(properties: Mapping[str, str], name: str) -> bool:
+def enabled(properties: Mapping[str, str], name: str) -> bool:
     return properties.get(name, "false").lower() == "true"
 
 
@@ -57,7 +58,7 @@ def check_raw_table(
             "Nothing was written. A new column can be ignored with [schema] new_raw_columns = "
             '"ignore" in conf/enrichment.toml; a missing or retyped column needs the table fixed'
         )
-    if not _enabled(properties, APPEND_ONLY):
+    if not enabled(properties, APPEND_ONLY):
         raise SourceError(
             f"raw table {path} is not append-only ({APPEND_ONLY}); incremental runs read only "
             "appended rows, so a raw table that can be updated or deleted from is refused"
@@ -67,7 +68,7 @@ def check_raw_table(
 
 def check_change_feed(path: str, properties: Mapping[str, str]) -> None:
     """A table whose commits are read back through its change data feed has one."""
-    if not _enabled(properties, CHANGE_FEED):
+    if not enabled(properties, CHANGE_FEED):
         raise SourceError(
             f"Delta table {path} has no change data feed ({CHANGE_FEED} is not true); "
             "tables written by this version of the jobs have it. Re-ingest the raw data into a "

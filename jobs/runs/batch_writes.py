@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from jobs.adapters import delta, jdbc, object_store
 from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
-from jobs.core.contracts import check_curated_table
+from jobs.core.contracts import DELETION_VECTORS, check_curated_table, enabled
 from jobs.core.currencies import ISO_4217_CODES
 from jobs.core.models import FULL, INCREMENTAL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
 from jobs.core.planning import Plan
@@ -173,6 +173,7 @@ class BatchWrites:
                 failpoints.reached("batch-classified")
                 rows = classified.transform(curated_rows(output_columns(self.settings)))
                 self._phase("curated")
+                self._switch_on_deletion_vectors(curated)
                 if plan.mode == FULL:
                     curated_version, quarantine_version = self._write_full(classified, rows)
                 else:
@@ -230,6 +231,27 @@ class BatchWrites:
         )
         return counts, top
 
+    def _curated_properties(self) -> dict[str, str]:
+        if self.tables.curated_deletion_vectors:
+            return delta.CURATED_TABLE_PROPERTIES
+        return delta.OUTPUT_TABLE_PROPERTIES
+
+    def _switch_on_deletion_vectors(self, curated: TableSnapshot | None) -> None:
+        """A curated table made before deletion vectors were the default gets them, in a
+        metadata-only commit before this run's first write (it holds no rows, so the change
+        feed and a recovery read past it)."""
+        if (
+            curated is None
+            or not self.tables.curated_deletion_vectors
+            or enabled(curated.properties, DELETION_VECTORS)
+        ):
+            return
+        self.before_commit()
+        log.info(
+            "switching on deletion vectors of curated table %s (%s)", curated.path, DELETION_VECTORS
+        )
+        delta.set_properties(self.spark, curated.path, {DELETION_VECTORS: "true"}, self.note)
+
     def _write_full(self, classified: DataFrame, curated: DataFrame) -> tuple[int, int]:
         """Both tables replaced; their new versions (curated, quarantine)."""
         self.before_commit()
@@ -237,7 +259,11 @@ class BatchWrites:
         log.info("replacing curated table %s", self.tables.curated)
         # One shuffle by date before a partitioned write: a few files per date, not one per task.
         version = delta.overwrite(
-            curated.repartition("event_date"), self.tables.curated, self.note, ["event_date"]
+            curated.repartition("event_date"),
+            self.tables.curated,
+            self.note,
+            ["event_date"],
+            new_table_properties=self._curated_properties(),
         )
         failpoints.reached("curated-committed")
         self._phase("quarantine")

@@ -47,7 +47,16 @@ def table_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 def with_tables(settings: Settings, overrides: Mapping[str, str]) -> Settings:
     if not overrides:
         return settings
-    return dataclasses.replace(settings, tables=dataclasses.replace(settings.tables, **overrides))
+    tables = settings.tables
+    return dataclasses.replace(
+        settings,
+        tables=dataclasses.replace(
+            tables,
+            raw=overrides.get("raw", tables.raw),
+            curated=overrides.get("curated", tables.curated),
+            quarantine=overrides.get("quarantine", tables.quarantine),
+        ),
+    )
 
 
 def configure_logging() -> None:

@@ -325,7 +325,8 @@ def corrections_run(
     rewrite = commit_rewrite(s3, curated_path, bytes_before)
     say(
         f"  rewrote {rewrite['bytes_removed']:,} of {bytes_before:,} bytes of curated "
-        f"({(rewrite['rewritten_share'] or 0):.0%}) for {count:,} corrections"
+        f"({(rewrite['rewritten_share'] or 0):.1%}), wrote {rewrite['bytes_added']:,} bytes "
+        f"and {rewrite['deletion_vectors_added']:,} deletion vectors for {count:,} corrections"
     )
     return dataclasses.replace(run, detail={**run.detail, "curated_rewrite": rewrite})
 

@@ -11,10 +11,9 @@ from typing import Any
 
 import psycopg2
 import pytest
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs.adapters.object_store import delta_storage_options
+from jobs.adapters.object_store import read_columns
 from tests.harness import (
     PipelineCopy,
     curated_summary,
@@ -97,9 +96,11 @@ def test_the_database_keeps_the_history_and_refuses_overlaps(pipeline: PipelineC
 
 def curated_categories(pipeline: PipelineCopy, merchant_id: str) -> set[tuple[bool, str]]:
     """(event before CHANGE?, category) of the merchant's curated rows."""
-    table = DeltaTable(
-        pipeline.bucket.tables.curated, storage_options=delta_storage_options(pipeline.settings.s3)
-    ).to_pyarrow_table(columns=["merchant_id", "event_ts", "enriched_category"])
+    table = read_columns(
+        pipeline.settings.s3,
+        pipeline.bucket.tables.curated,
+        ["merchant_id", "event_ts", "enriched_category"],
+    )
     return {
         (str(row["event_ts"]) < "2026-11-08", row["enriched_category"])
         for row in table.to_pylist()

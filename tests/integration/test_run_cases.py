@@ -82,6 +82,31 @@ def test_clean_run_record_counts_and_invariants(spark: SparkSession, ground: Gro
     # Nothing was committed to quarantine since the synced run: its rows were appended, no MERGE.
     [last_commit] = DeltaTable.forPath(spark, tables.quarantine).history(1).collect()
     assert last_commit["operation"] == "WRITE", last_commit["operation"]
+    # The replaced rows were marked in deletion vectors: the MERGE wrote no file again.
+    [merge] = DeltaTable.forPath(spark, tables.curated).history(1).collect()
+    metrics = merge["operationMetrics"]
+    assert merge["operation"] == "MERGE", merge["operation"]
+    assert int(metrics["numTargetRowsUpdated"]) == second["rows_replaced"]
+    assert int(metrics["numTargetDeletionVectorsAdded"]) > 0
+    assert int(metrics["numTargetFilesRemoved"]) == 0
+
+
+def test_a_curated_table_without_deletion_vectors_gets_them_and_the_same_results(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    """A curated table made before deletion vectors were the default: the next run switches
+    them on in a commit of its own, and every output is what it is without the switch."""
+    curated = pipeline.bucket.tables.curated
+    spark.sql(
+        f"ALTER TABLE delta.`{curated}` SET TBLPROPERTIES (delta.enableDeletionVectors = false)"
+    )
+    with captured_log() as log:
+        assert "SUCCEEDED (incremental)" in run_batch_here(spark, pipeline.env).output
+    assert "switching on deletion vectors of curated table" in log.getvalue()
+    assert read_outputs(pipeline) == ground.clean_outputs
+    merge, switch = DeltaTable.forPath(spark, curated).history(2).collect()
+    assert switch["operation"] == "SET TBLPROPERTIES" and merge["operation"] == "MERGE"
+    assert int(merge["operationMetrics"]["numTargetDeletionVectorsAdded"]) > 0
 
 
 # --------------------------------------------------------------------------------------------

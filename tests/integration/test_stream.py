@@ -13,10 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs.adapters.object_store import delta_storage_options
+from jobs.adapters.object_store import read_columns
 from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings
 from jobs.core.errors import ConcurrentRunError
@@ -109,9 +108,9 @@ def test_available_now_equals_ingest_and_batch_on_the_same_files(
     finally:
         drop_pipeline(admin_target, s3, batched)
 
-    quarantine = DeltaTable(
-        streamed.bucket.tables.quarantine, storage_options=delta_storage_options(s3)
-    ).to_pyarrow_table(columns=["_source_file", "_raw_record", "rejection_reasons"])
+    quarantine = read_columns(
+        s3, streamed.bucket.tables.quarantine, ["_source_file", "_raw_record", "rejection_reasons"]
+    )
     [cut_short] = [r for r in quarantine.to_pylist() if "TXN-TRUNCATED" in (r["_raw_record"] or "")]
     assert cut_short["_source_file"].endswith("/landing/third.csv")
     assert cut_short["rejection_reasons"]
@@ -163,9 +162,11 @@ def test_a_lookup_changed_while_running_is_used_for_later_rows_and_batch_is_refu
     assert not failures, failures
     assert not thread.is_alive()
 
-    curated = DeltaTable(
-        pipeline.bucket.tables.curated, storage_options=delta_storage_options(pipeline.settings.s3)
-    ).to_pyarrow_table(columns=["merchant_id", "enriched_category", "_source_file"])
+    curated = read_columns(
+        pipeline.settings.s3,
+        pipeline.bucket.tables.curated,
+        ["merchant_id", "enriched_category", "_source_file"],
+    )
     categories = {
         (Path(r["_source_file"]).name, r["enriched_category"])
         for r in curated.to_pylist()

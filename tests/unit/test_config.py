@@ -222,3 +222,25 @@ def test_backup_settings(tmp_path: Path) -> None:
         path.write_text(changed)
         with pytest.raises(ConfigError, match=message):
             load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+
+
+def test_curated_deletion_vectors_are_on_unless_switched_off(tmp_path: Path) -> None:
+    assert load_settings(BASE_ENV).tables.curated_deletion_vectors is True
+    shipped = (ROOT / "conf" / "enrichment.toml").read_text()
+    path = tmp_path / "enrichment.toml"
+    for value, expected in (("false", False), ('"no"', None)):
+        path.write_text(
+            shipped.replace(
+                "curated_deletion_vectors = true", f"curated_deletion_vectors = {value}"
+            )
+        )
+        env = {**BASE_ENV, "ENRICH_CONFIG": str(path)}
+        if expected is None:
+            with pytest.raises(ConfigError, match="curated_deletion_vectors must be true or false"):
+                load_settings(env)
+        else:
+            settings = load_settings(env)
+            assert settings.tables.curated_deletion_vectors is expected
+            # a table path given on the command line keeps the setting
+            moved = with_tables(settings, {"curated": "s3a://b/elsewhere"}).tables
+            assert moved.curated == "s3a://b/elsewhere" and not moved.curated_deletion_vectors
