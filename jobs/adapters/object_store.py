@@ -127,16 +127,27 @@ def _open_table(s3: S3Settings, path: str) -> DeltaTable | None:
         ) from None
 
 
-def read_columns(s3: S3Settings, path: str, columns: Sequence[str]) -> pyarrow.Table:
-    """The live rows of the table's latest version, ``columns`` only, read with delta-rs's
-    DataFusion engine, which applies deletion vectors (its PyArrow datasets refuse a table
-    that may have them)."""
+def read_columns(
+    s3: S3Settings, path: str, columns: Sequence[str], order_by: Sequence[str] = ()
+) -> pyarrow.Table:
+    """The live rows of the table's latest version, ``columns`` only (in ``order_by`` order),
+    read with delta-rs's DataFusion engine, which applies deletion vectors (its PyArrow
+    datasets refuse a table that may have them). Text comes back from it in Arrow's view
+    types, which many pyarrow kernels lack (sort, take): it is cast to plain strings."""
     import pyarrow as pa  # here: a run's start (a no-op run) does not pay for importing it
 
     table = DeltaTable(path, storage_options=delta_storage_options(s3))
-    selected = ", ".join('"' + name.replace('"', '""') + '"' for name in columns)
-    return pa.table(
-        QueryBuilder().register("t", table).execute(f"SELECT {selected} FROM t").read_all()
+
+    def quoted(names: Sequence[str]) -> str:
+        return ", ".join('"' + name.replace('"', '""') + '"' for name in names)
+
+    query = f"SELECT {quoted(columns)} FROM t" + (
+        f" ORDER BY {quoted(order_by)}" if order_by else ""
+    )
+    rows = pa.table(QueryBuilder().register("t", table).execute(query).read_all())
+    plain = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+    return rows.cast(
+        pa.schema([field.with_type(plain.get(field.type, field.type)) for field in rows.schema])
     )
 
 

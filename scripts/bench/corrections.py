@@ -32,8 +32,8 @@ def write_corrections(s3: S3Settings, curated_path: str, out: Path, share: float
     """Every (1/share)th curated row by event time, its amount raised by 1.00, as an input CSV;
     how many."""
     step = max(1, round(1 / share))
-    rows = read_columns(s3, s3_uri(curated_path), INPUT_HEADER).sort_by(
-        [("event_ts", "ascending"), ("transaction_id", "ascending")]
+    rows = read_columns(
+        s3, s3_uri(curated_path), INPUT_HEADER, order_by=["event_ts", "transaction_id"]
     )
     chosen = rows.take(pa.array(range(0, rows.num_rows, step), type=pa.int64()))
     with out.open("w", newline="") as handle:
