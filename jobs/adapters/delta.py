@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from jobs.core.contracts import APPEND_ONLY, CHANGE_FEED, DELETION_VECTORS
 
@@ -131,11 +132,22 @@ def set_properties(
     return _version_written(spark, path)
 
 
-def _merge(df: DataFrame, path: str, key: str, commit_note: str, replace_matches: bool) -> int:
+def _merge(
+    df: DataFrame,
+    path: str,
+    key: str,
+    commit_note: str,
+    replace_matches: bool,
+    key_range: tuple[str, str] | None = None,
+) -> int:
     spark = df.sparkSession
-    merge = (
-        DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
-    )
+    target_key = F.col(f"t.`{key}`")
+    condition = target_key == F.col(f"s.`{key}`")
+    if key_range is not None:
+        # Delta's MERGE skips files only by the conditions on the target alone: with the
+        # source's key range among them, a file whose key statistics lie outside it is not read.
+        condition = condition & target_key.between(F.lit(key_range[0]), F.lit(key_range[1]))
+    merge = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), condition)
     if replace_matches:
         merge = merge.whenMatchedUpdateAll()
     with _commit_note(spark, commit_note):
@@ -143,12 +155,21 @@ def _merge(df: DataFrame, path: str, key: str, commit_note: str, replace_matches
     return _version_written(spark, path)
 
 
-def upsert(df: DataFrame, path: str, key: str, commit_note: str) -> int:
+def upsert(
+    df: DataFrame,
+    path: str,
+    key: str,
+    commit_note: str,
+    key_range: tuple[str, str] | None = None,
+) -> int:
     """MERGE ``df`` into the table on ``key``: matching rows are replaced, others inserted.
 
     ``df`` has at most one row per key. Replaying the same rows gives the same table, so a run
-    that redoes the work of a crashed one cannot double anything."""
-    return _merge(df, path, key, commit_note, replace_matches=True)
+    that redoes the work of a crashed one cannot double anything. ``key_range``: the lowest and
+    highest key of ``df`` (it must hold every key of ``df``); the files whose keys all lie
+    outside it are then not scanned for matches, which is most of the table when new keys
+    sort after the old ones (sequences, time-ordered ids)."""
+    return _merge(df, path, key, commit_note, replace_matches=True, key_range=key_range)
 
 
 def insert_missing(df: DataFrame, path: str, key: str, commit_note: str) -> int:

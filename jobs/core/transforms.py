@@ -34,6 +34,9 @@ REASONS = "rejection_reasons"
 IS_VALID = "_is_valid"
 IS_DUPLICATE = "_is_duplicate"
 DUPLICATE_REASON = "duplicate_transaction_id"
+# run_counts' columns with the range of the curated rows' ids (the curated MERGE's file pruning)
+CURATED_ID_LOW = "curated_id_low"
+CURATED_ID_HIGH = "curated_id_high"
 _WIDE_DECIMAL = DecimalType(38, 10)
 
 
@@ -287,10 +290,12 @@ def quarantined_rows(df: DataFrame) -> DataFrame:
 
 
 def run_counts(first_lookup: LookupSpec) -> Transform:
-    """One row of counts that reconcile: read = curated + quarantined + duplicate."""
+    """One row of counts that reconcile: read = curated + quarantined + duplicate; and the
+    lowest and highest transaction id of the curated rows (None when there are none)."""
 
     def apply(df: DataFrame) -> DataFrame:
         curated = F.col(IS_VALID) & ~F.col(IS_DUPLICATE)
+        curated_id = F.when(curated, F.col("transaction_id"))
 
         def count_where(condition: Column) -> Column:
             return F.coalesce(F.sum(F.when(condition, 1).otherwise(0)), F.lit(0)).cast("bigint")
@@ -301,6 +306,8 @@ def run_counts(first_lookup: LookupSpec) -> Transform:
             count_where(~F.col(IS_VALID)).alias("rows_quarantined"),
             count_where(F.col(IS_DUPLICATE)).alias("rows_duplicate"),
             count_where(curated & ~F.col(matched_flag(first_lookup))).alias("rows_unmatched"),
+            F.min(curated_id).alias(CURATED_ID_LOW),
+            F.max(curated_id).alias(CURATED_ID_HIGH),
         )
 
     return apply

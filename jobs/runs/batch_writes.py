@@ -25,6 +25,8 @@ from jobs.core.planning import Plan
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
 from jobs.core.summary import add_changes
 from jobs.core.transforms import (
+    CURATED_ID_HIGH,
+    CURATED_ID_LOW,
     add_lineage,
     add_rejection_reasons,
     curated_rows,
@@ -108,16 +110,19 @@ def output_columns(settings: Settings) -> list[str]:
 
 def count_rows(
     classified: DataFrame, settings: Settings
-) -> tuple[RunCounts, list[tuple[str, int]]]:
-    """The run's counts and its most frequent unmatched values of the first lookup."""
+) -> tuple[RunCounts, list[tuple[str, int]], tuple[str, str] | None]:
+    """The run's counts, its most frequent unmatched values of the first lookup, and the
+    lowest and highest transaction id among its curated rows (None: it curates none)."""
     first_lookup = settings.lookups[0]
     counts_row = classified.transform(run_counts(first_lookup)).first()
     assert counts_row is not None  # an aggregate without grouping always has one row
+    values = counts_row.asDict()
+    low, high = values.pop(CURATED_ID_LOW), values.pop(CURATED_ID_HIGH)
     top = [
         (str(r["value"]), int(r["count"]))
         for r in classified.transform(top_unmatched(first_lookup)).collect()
     ]
-    return RunCounts(**counts_row.asDict()), top
+    return RunCounts(**values), top, None if low is None else (str(low), str(high))
 
 
 class BatchWrites:
@@ -151,6 +156,7 @@ class BatchWrites:
         """``curated``: the curated table as the plan saw it (None: there is none yet)."""
         plan = self.plan
         counts, top = RunCounts(0, 0, 0, 0, 0), list[tuple[str, int]]()
+        id_range: tuple[str, str] | None = None
         curated_version = None if curated is None else curated.version
         quarantine_version = None
         has_new_rows = plan.raw_version_from is None or plan.raw_version_from <= plan.raw_version_to
@@ -169,7 +175,7 @@ class BatchWrites:
                     assert plan.date_range is not None
                     classified = classified.transform(event_date_between(*plan.date_range))
                 log.info("validating, de-duplicating and joining %d lookups", len(lookups))
-                counts, top = self._counts(classified)
+                counts, top, id_range = self._counts(classified)
                 failpoints.reached("batch-classified")
                 rows = classified.transform(curated_rows(output_columns(self.settings)))
                 self._phase("curated")
@@ -179,7 +185,7 @@ class BatchWrites:
                 else:
                     assert curated is not None  # the plan is a full rebuild where it is missing
                     check_curated_table(curated.path, curated.schema, rows.schema)
-                    curated_version = self._write_curated(rows)
+                    curated_version = self._write_curated(rows, id_range)
             if plan.mode != FULL:
                 assert curated_version is not None
                 self._phase("quarantine")
@@ -219,8 +225,10 @@ class BatchWrites:
             raw, lookups, self.settings, self.start.run_id, self.start.started_at
         ).transform(failpoints.fail_first_task_attempts)
 
-    def _counts(self, classified: DataFrame) -> tuple[RunCounts, list[tuple[str, int]]]:
-        counts, top = count_rows(classified, self.settings)
+    def _counts(
+        self, classified: DataFrame
+    ) -> tuple[RunCounts, list[tuple[str, int]], tuple[str, str] | None]:
+        counts, top, id_range = count_rows(classified, self.settings)
         log.info(
             "rows read %d: curated %d (unmatched %d), quarantined %d, duplicates %d",
             counts.rows_read,
@@ -229,7 +237,7 @@ class BatchWrites:
             counts.rows_quarantined,
             counts.rows_duplicate,
         )
-        return counts, top
+        return counts, top, id_range
 
     def _curated_properties(self) -> dict[str, str]:
         if self.tables.curated_deletion_vectors:
@@ -275,7 +283,8 @@ class BatchWrites:
         failpoints.reached("quarantine-committed")
         return version, quarantine_version
 
-    def _write_curated(self, curated: DataFrame) -> int:
+    def _write_curated(self, curated: DataFrame, id_range: tuple[str, str] | None) -> int:
+        """``id_range``: the lowest and highest transaction id of ``curated`` (None: no rows)."""
         plan, path = self.plan, self.tables.curated
         self.before_commit()
         failpoints.reached("before-curated-commit")
@@ -292,7 +301,7 @@ class BatchWrites:
             )
         else:
             log.info("merging into curated table %s by transaction_id", path)
-            version = delta.upsert(curated, path, "transaction_id", self.note)
+            version = delta.upsert(curated, path, "transaction_id", self.note, id_range)
         failpoints.reached("curated-committed")
         return version
 

@@ -151,6 +151,33 @@ def test_s3a_overwrite_deletes_objects_on_minio(spark: SparkSession, bucket: Scr
     assert sorted(r["id"] for r in spark.read.parquet(path).collect()) == [100, 101, 102]
 
 
+def test_an_upsert_given_its_key_range_reads_no_file_outside_it(
+    spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
+) -> None:
+    """The curated MERGE's file pruning: with the file of the ``A-`` ids deleted behind Delta's
+    back, MERGEs given their source's key range still work (they never open that file), and
+    one without the range fails on it."""
+    path = bucket.path("ranged")
+    schema = "id string, n int"
+    delta.overwrite(spark.createDataFrame([("A-1", 1), ("A-2", 2)], schema).coalesce(1), path, "a")
+    delta.append(spark.createDataFrame([("B-1", 3), ("B-2", 4)], schema).coalesce(1), path, "b")
+    [a_file] = delta.read_version(spark, path, 0).inputFiles()
+    client = object_store.s3_client(s3)
+    client.delete_object(Bucket=bucket.name, Key=a_file.split(f"{bucket.name}/", 1)[1])
+
+    def upsert(rows: list[tuple[str, int]], key_range: tuple[str, str] | None) -> int:
+        return delta.upsert(spark.createDataFrame(rows, schema), path, "id", "u", key_range)
+
+    assert upsert([("B-2", 40), ("C-1", 5)], ("B-2", "C-1")) == 2
+    assert upsert([("C-2", 6)], ("C-2", "C-2")) == 3
+    with pytest.raises(Exception, match="FILE_NOT_EXIST"):
+        upsert([("C-3", 7)], None)
+    rows = delta.read_version(spark, path, 3).where("id >= 'B'").collect()
+    assert sorted((r["id"], r["n"]) for r in rows) == [
+        ("B-1", 3), ("B-2", 40), ("C-1", 5), ("C-2", 6)
+    ]  # fmt: skip
+
+
 def _start(run_id: str) -> RunStart:
     return RunStart(
         run_id=run_id,

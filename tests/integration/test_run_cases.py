@@ -89,6 +89,9 @@ def test_clean_run_record_counts_and_invariants(spark: SparkSession, ground: Gro
     assert int(metrics["numTargetRowsUpdated"]) == second["rows_replaced"]
     assert int(metrics["numTargetDeletionVectorsAdded"]) > 0
     assert int(metrics["numTargetFilesRemoved"]) == 0
+    # ... and it was given the new rows' id range, so files outside it were not read.
+    predicate = merge["operationParameters"]["predicate"]
+    assert ">= TXN-" in predicate and "<= TXN-" in predicate, predicate
 
 
 def test_a_curated_table_without_deletion_vectors_gets_them_and_the_same_results(

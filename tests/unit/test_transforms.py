@@ -426,6 +426,8 @@ def test_every_row_lands_in_exactly_one_output_and_counts_reconcile(spark: Spark
         "rows_quarantined": 1,
         "rows_duplicate": 1,
         "rows_unmatched": 1,
+        "curated_id_low": "T1",
+        "curated_id_high": "T4",
     }
 
 
