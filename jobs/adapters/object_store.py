@@ -151,6 +151,32 @@ def read_columns(
     )
 
 
+def file_ranges(
+    s3: S3Settings, path: str, version: int, column: str
+) -> list[tuple[str | None, str | None]]:
+    """The (lowest, highest) value of ``column`` in each data file of the table's ``version``,
+    as the log's file statistics give them (None where a file has none). The bounds include
+    the rows a deletion vector has marked, and Delta truncates long strings so that they
+    still bound the values: a file's values lie within them."""
+    import pyarrow as pa  # here, as in read_columns
+
+    try:
+        table = DeltaTable(path, version=version, storage_options=delta_storage_options(s3))
+        actions = pa.table(table.get_add_actions(flatten=True))
+    except (DeltaError, OSError) as error:
+        raise ServiceUnavailableError(
+            f"object store at {s3.endpoint}: could not read the Delta log of {path}: "
+            f"{first_line(error)}"
+        ) from None
+
+    def values(name: str) -> list[str | None]:
+        if name not in actions.schema.names:
+            return [None] * actions.num_rows
+        return [None if v is None else str(v) for v in actions.column(name).to_pylist()]
+
+    return list(zip(values(f"min.{column}"), values(f"max.{column}"), strict=True))
+
+
 def table_version(s3: S3Settings, path: str) -> int | None:
     """The newest committed version of the Delta table at ``path``, or None if there is none."""
     table = _open_table(s3, path)

@@ -5,6 +5,7 @@ Pure: no Spark, no I/O, so every branch is unit-tested (tests/unit/test_planning
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -102,3 +103,16 @@ def plan_run(
             "commits of a run that did not finish",
         )
     return Plan(INCREMENTAL, first, raw_latest, reason=f"raw versions {first}..{raw_latest}")
+
+
+def keys_may_be_in_files(
+    file_ranges: Sequence[tuple[str | None, str | None]], key_range: tuple[str, str]
+) -> bool:
+    """Whether any file whose key bounds are ``file_ranges`` may hold a key in ``key_range``
+    (both ends included). A file without bounds may hold any key. False means a MERGE of rows
+    with keys in that range can match nothing: it is an append."""
+    low, high = key_range
+    return any(
+        file_low is None or file_high is None or (file_low <= high and low <= file_high)
+        for file_low, file_high in file_ranges
+    )

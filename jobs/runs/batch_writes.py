@@ -21,7 +21,7 @@ from jobs.config.settings import Settings
 from jobs.core.contracts import DELETION_VECTORS, check_curated_table, enabled
 from jobs.core.currencies import ISO_4217_CODES
 from jobs.core.models import FULL, INCREMENTAL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
-from jobs.core.planning import Plan
+from jobs.core.planning import Plan, keys_may_be_in_files
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
 from jobs.core.summary import add_changes
 from jobs.core.transforms import (
@@ -185,7 +185,7 @@ class BatchWrites:
                 else:
                     assert curated is not None  # the plan is a full rebuild where it is missing
                     check_curated_table(curated.path, curated.schema, rows.schema)
-                    curated_version = self._write_curated(rows, id_range)
+                    curated_version = self._write_curated(rows, id_range, curated.version)
             if plan.mode != FULL:
                 assert curated_version is not None
                 self._phase("quarantine")
@@ -283,8 +283,12 @@ class BatchWrites:
         failpoints.reached("quarantine-committed")
         return version, quarantine_version
 
-    def _write_curated(self, curated: DataFrame, id_range: tuple[str, str] | None) -> int:
-        """``id_range``: the lowest and highest transaction id of ``curated`` (None: no rows)."""
+    def _write_curated(
+        self, curated: DataFrame, id_range: tuple[str, str] | None, seen_version: int
+    ) -> int:
+        """``id_range``: the lowest and highest transaction id of ``curated`` (None: no rows);
+        ``seen_version``: the curated table's version the plan saw (its files are this run's
+        to compare ids with: the writer lock keeps other writers out)."""
         plan, path = self.plan, self.tables.curated
         self.before_commit()
         failpoints.reached("before-curated-commit")
@@ -299,6 +303,19 @@ class BatchWrites:
                 ["event_date"],
                 replace_where=f"event_date >= '{first}' AND event_date <= '{last}'",
             )
+        elif id_range is not None and not keys_may_be_in_files(
+            object_store.file_ranges(self.settings.s3, path, seen_version, "transaction_id"),
+            id_range,
+        ):
+            # No file's ids overlap the new rows' (new ids sort after the old ones): the MERGE
+            # would insert every row, and an append does that in one Spark job instead of ten.
+            # A replay of this run finds its own rows in the table and MERGEs.
+            log.info(
+                "appending to curated table %s: no file holds a transaction id in %s..%s",
+                path,
+                *id_range,
+            )
+            version = delta.append(curated.repartition("event_date"), path, self.note)
         else:
             log.info("merging into curated table %s by transaction_id", path)
             version = delta.upsert(curated, path, "transaction_id", self.note, id_range)

@@ -90,15 +90,22 @@ def test_killed_at_each_moment_and_restarted_it_ends_as_the_clean_stream(
     env = landings.env(landed)
     # Each start replays micro-batch 0 and is killed one step further into it: after the raw
     # append, after the curated commit, after the PostgreSQL commit (before Spark's own
-    # checkpoint commit). The last start finds batch 0 committed and does batches 1 and 2.
+    # checkpoint commit). The next start finds batch 0 committed and is killed after
+    # micro-batch 1's curated append (its ids are all new); the last does batches 1 and 2.
     for moment in ("stream-raw-appended", "curated-committed", "postgres-committed"):
         job = Job(env, ["stream_enrich", "--available-now"], tmp_path / moment, [moment])
         job.pause_at(moment)
         job.kill()
         assert raw_commits(landed, s3) == 1, f"killed at {moment}: batch 0 appended twice?"
+    appended = Job(env, ["stream_enrich", "--available-now"], tmp_path / "1", ["curated-committed"])
+    appended.pause_at("curated-committed")
+    appended.kill()
+    assert "micro-batch 0 was committed before a restart; its replay is skipped" in appended.output
+    assert "appending to curated table" in appended.output, appended.output[-3000:]
     last = Job(env, ["stream_enrich", "--available-now"], tmp_path / "last")
     assert last.finish() == 0, last.output[-3000:]
-    assert "micro-batch 0 was committed before a restart; its replay is skipped" in last.output
+    # The replay of micro-batch 1 finds its rows in curated: it MERGEs, doubling nothing.
+    assert "merging into curated table" in last.output, last.output[-3000:]
 
     assert raw_commits(landed, s3) == 3  # one append per landing, whatever was replayed
     assert [b["batch_id"] for b in stream_batches(landed)] == [0, 1, 2]
