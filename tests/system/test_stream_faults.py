@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
+from jobs.adapters.object_store import s3_client, split_path
 from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings
 from tests.harness import (
@@ -80,6 +82,21 @@ def raw_commits(pipeline: PipelineCopy, s3: S3Settings) -> int:
     return delta_log_versions(s3, pipeline.bucket.name, "financial_data_delta")
 
 
+def checkpoint_key(pipeline: PipelineCopy, log: str, batch_id: int, temporary: bool = False) -> str:
+    """The object key of the stream's checkpoint file ``log``/``batch_id`` (or of a temporary
+    file Spark writes before renaming it to that name)."""
+    _, prefix = split_path(pipeline.bucket.env()["STREAM_CHECKPOINT_PATH"])
+    name = f".{batch_id}.{uuid.uuid4()}.tmp" if temporary else str(batch_id)
+    return f"{prefix}/{log}/{name}"
+
+
+def leave_torn_checkpoint_write(
+    s3: S3Settings, pipeline: PipelineCopy, log: str, batch_id: int, body: bytes
+) -> None:
+    key = checkpoint_key(pipeline, log, batch_id, temporary=True)
+    s3_client(s3).put_object(Bucket=pipeline.bucket.name, Key=key, Body=body)
+
+
 def test_killed_at_each_moment_and_restarted_it_ends_as_the_clean_stream(
     landed: PipelineCopy,
     landings: Landings,
@@ -97,9 +114,17 @@ def test_killed_at_each_moment_and_restarted_it_ends_as_the_clean_stream(
         job.pause_at(moment)
         job.kill()
         assert raw_commits(landed, s3) == 1, f"killed at {moment}: batch 0 appended twice?"
+    # What a kill during Spark's write of its commit of batch 0 leaves: Spark writes a
+    # checkpoint file as a hidden temporary object and renames it, so the object store holds
+    # the temporary (here cut short) and no commits/0.
+    leave_torn_checkpoint_write(s3, landed, "commits", 0, b'v1\n{"nextBatchWa')
     appended = Job(env, ["stream_enrich", "--available-now"], tmp_path / "1", ["curated-committed"])
     appended.pause_at("curated-committed")
     appended.kill()
+    # A kill inside the rename of offsets/1 (S3A copies, then deletes): both objects are there.
+    offsets = checkpoint_key(landed, "offsets", 1)
+    body = s3_client(s3).get_object(Bucket=landed.bucket.name, Key=offsets)["Body"].read()
+    leave_torn_checkpoint_write(s3, landed, "offsets", 1, body)
     assert "micro-batch 0 was committed before a restart; its replay is skipped" in appended.output
     assert "appending to curated table" in appended.output, appended.output[-3000:]
     last = Job(env, ["stream_enrich", "--available-now"], tmp_path / "last")
@@ -107,6 +132,11 @@ def test_killed_at_each_moment_and_restarted_it_ends_as_the_clean_stream(
     # The replay of micro-batch 1 finds its rows in curated: it MERGEs, doubling nothing.
     assert "merging into curated table" in last.output, last.output[-3000:]
 
+    # The torn writes' leftovers were passed over: the commits of every batch are there.
+    for batch_id in (0, 1, 2):
+        s3_client(s3).head_object(
+            Bucket=landed.bucket.name, Key=checkpoint_key(landed, "commits", batch_id)
+        )
     assert raw_commits(landed, s3) == 3  # one append per landing, whatever was replayed
     assert [b["batch_id"] for b in stream_batches(landed)] == [0, 1, 2]
     assert read_outputs(landed, INGEST_COLUMNS) == clean_outputs
