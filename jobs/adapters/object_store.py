@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -121,10 +123,24 @@ def _open_table(s3: S3Settings, path: str) -> DeltaTable | None:
     except TableNotFoundError:
         return None
     except (DeltaError, OSError) as error:
-        raise ServiceUnavailableError(
-            f"object store at {s3.endpoint}: could not read the Delta log of {path}: "
-            f"{first_line(error)}"
-        ) from None
+        raise _log_unreadable(s3, path, error) from None
+
+
+def _log_unreadable(s3: S3Settings, path: str, error: BaseException) -> ServiceUnavailableError:
+    """The error for a Delta log delta-rs could not read. Its message for a store that is down
+    is a bare "Generic S3 error", so whether the endpoint takes a connection is asked here."""
+    endpoint = urlsplit(s3.endpoint)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=2).close()
+    except OSError:
+        return ServiceUnavailableError(
+            f"object store at {s3.endpoint} did not answer: could not read the Delta log of {path}"
+        )
+    return ServiceUnavailableError(
+        f"object store at {s3.endpoint}: could not read the Delta log of {path}: "
+        f"{first_line(error)}"
+    )
 
 
 def read_columns(
@@ -151,30 +167,36 @@ def read_columns(
     )
 
 
+# Delta keeps the first 32 characters of a text column's min and max in its file statistics
+# (delta.dataSkippingStringPrefixLength): a longer value's prefix still bounds it from below,
+# but a cut maximum is no upper bound this code may rely on.
+STATS_STRING_PREFIX = 32
+
+
 def file_ranges(
     s3: S3Settings, path: str, version: int, column: str
 ) -> list[tuple[str | None, str | None]]:
     """The (lowest, highest) value of ``column`` in each data file of the table's ``version``,
-    as the log's file statistics give them (None where a file has none). The bounds include
-    the rows a deletion vector has marked, and Delta truncates long strings so that they
-    still bound the values: a file's values lie within them."""
+    as the log's file statistics give them; None where a file has none, and for a highest
+    value Delta may have cut short (STATS_STRING_PREFIX characters or more). The bounds
+    include the rows a deletion vector has marked: a file's values lie within them."""
     import pyarrow as pa  # here, as in read_columns
 
     try:
         table = DeltaTable(path, version=version, storage_options=delta_storage_options(s3))
         actions = pa.table(table.get_add_actions(flatten=True))
     except (DeltaError, OSError) as error:
-        raise ServiceUnavailableError(
-            f"object store at {s3.endpoint}: could not read the Delta log of {path}: "
-            f"{first_line(error)}"
-        ) from None
+        raise _log_unreadable(s3, path, error) from None
 
     def values(name: str) -> list[str | None]:
         if name not in actions.schema.names:
             return [None] * actions.num_rows
         return [None if v is None else str(v) for v in actions.column(name).to_pylist()]
 
-    return list(zip(values(f"min.{column}"), values(f"max.{column}"), strict=True))
+    highest = [
+        None if v is None or len(v) >= STATS_STRING_PREFIX else v for v in values(f"max.{column}")
+    ]
+    return list(zip(values(f"min.{column}"), highest, strict=True))
 
 
 def table_version(s3: S3Settings, path: str) -> int | None:
