@@ -7,7 +7,8 @@
 #   line: credentials reach the job through the environment.
 #   ENRICH_DRIVER_JVM_OPTS: more JVM options for the driver, e.g. -XX:TieredStopAtLevel=1 (the
 #   JIT's first tier only) for small, frequent runs: faster to warm up, slower on large batches
-#   (docs/performance.md).
+#   (docs/performance.md). It also cuts the JIT's code cache to 48 MB, which a long-running
+#   stream fills: add -XX:ReservedCodeCacheSize=240m with it.
 #   ENRICH_EXECUTOR_JVM_OPTS: the same for the executors of a cluster (spark.executor.defaultJavaOptions;
 #   in local mode the executors are the driver's threads).
 set -euo pipefail
