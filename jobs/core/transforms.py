@@ -387,6 +387,12 @@ def summary_changes(changes: DataFrame) -> DataFrame:
     )
 
 
+def as_inserts(rows: DataFrame) -> DataFrame:
+    """Rows in the change feed's shape as the commit that appends them records them: each an
+    ``insert`` (what ``summary_changes`` reads, without reading the feed back)."""
+    return rows.withColumn(CHANGE_TYPE, F.lit("insert"))
+
+
 def changed_dates(changes: DataFrame) -> DataFrame:
     """The distinct ``event_date`` values touched by a set of curated changes."""
     return changes.select("event_date").where(F.col("event_date").isNotNull()).distinct()

@@ -29,6 +29,7 @@ from jobs.core.transforms import (
     CURATED_ID_LOW,
     add_lineage,
     add_rejection_reasons,
+    as_inserts,
     curated_rows,
     daily_category_summary,
     event_date_between,
@@ -165,6 +166,7 @@ class BatchWrites:
         classified: DataFrame | None = None
         dates: list[date] | None = None
         changes: list[SummaryRow] | None = None  # of the summary, for an incremental run
+        own_append: DataFrame | None = None  # curated's only commit since synced: this append
         try:
             if has_new_rows:
                 self._phase("classify")
@@ -185,11 +187,13 @@ class BatchWrites:
                 else:
                     assert curated is not None  # the plan is a full rebuild where it is missing
                     check_curated_table(curated.path, curated.schema, rows.schema)
-                    curated_version = self._write_curated(rows, id_range, curated.version)
+                    curated_version, appended = self._write_curated(rows, id_range, curated.version)
+                    if appended and self._only_commit_since_synced(curated_version):
+                        own_append = rows
             if plan.mode != FULL:
                 assert curated_version is not None
                 self._phase("quarantine")
-                synced = self._sync_quarantine_and_dates(classified, curated_version)
+                synced = self._sync_quarantine_and_dates(classified, curated_version, own_append)
                 quarantine_version, dates = synced.version, synced.dates
                 if plan.mode == INCREMENTAL:
                     changes = synced.summary_changes
@@ -285,13 +289,15 @@ class BatchWrites:
 
     def _write_curated(
         self, curated: DataFrame, id_range: tuple[str, str] | None, seen_version: int
-    ) -> int:
-        """``id_range``: the lowest and highest transaction id of ``curated`` (None: no rows);
+    ) -> tuple[int, bool]:
+        """The version written, and whether it is a plain append of ``curated``.
+        ``id_range``: the lowest and highest transaction id of ``curated`` (None: no rows);
         ``seen_version``: the curated table's version the plan saw (its files are this run's
         to compare ids with: the writer lock keeps other writers out)."""
         plan, path = self.plan, self.tables.curated
         self.before_commit()
         failpoints.reached("before-curated-commit")
+        appended = False
         if plan.mode == RANGE:
             assert plan.date_range is not None
             first, last = plan.date_range
@@ -316,26 +322,43 @@ class BatchWrites:
                 *id_range,
             )
             version = delta.append(curated.repartition("event_date"), path, self.note)
+            appended = True
         else:
             log.info("merging into curated table %s by transaction_id", path)
             version = delta.upsert(curated, path, "transaction_id", self.note, id_range)
         failpoints.reached("curated-committed")
-        return version
+        return version, appended
+
+    def _only_commit_since_synced(self, curated_version: int) -> bool:
+        """True when ``curated_version``, this run's commit, is the first after the synced
+        run's: then curated's change feed since the synced run is that commit alone."""
+        synced = self.synced
+        return (
+            synced is not None
+            and synced.curated_version is not None
+            and curated_version == synced.curated_version + 1
+        )
 
     def _sync_quarantine_and_dates(
-        self, classified: DataFrame | None, curated_version: int
+        self, classified: DataFrame | None, curated_version: int, own_append: DataFrame | None
     ) -> QuarantineSync:
         """Quarantine the batch's rejects and every curated row replaced since the summary was
         last in step, and list the event dates whose summary rows must be rewritten.
 
         Working from the curated change feed since the last synced version, not from this
         run's own commit, is what lets a run finish the work of one that died after its
-        curated commit: that commit's replaced rows and dates are in the feed too."""
+        curated commit: that commit's replaced rows and dates are in the feed too. When the
+        feed is this run's append alone (``own_append``: the rows appended), it holds those
+        rows as inserts and replaces nothing, so it is not read back."""
         assert self.synced is not None and self.synced.curated_version is not None
         since = self.synced.curated_version
         quarantine = classified.transform(quarantined_rows) if classified is not None else None
         if curated_version <= since:
             return QuarantineSync(self._insert_quarantine(quarantine), 0, [])
+        if own_append is not None:
+            version = self._insert_quarantine(quarantine)
+            self._phase("summary")
+            return QuarantineSync(version, 0, self._summary_changes(as_inserts(own_append)))
         path = self.tables.curated  # its change feed was checked before the run started
         changes = delta.read_changes(self.spark, path, since + 1, curated_version).persist()
         try:
@@ -350,12 +373,14 @@ class BatchWrites:
             version = self._insert_quarantine(quarantine)
             superseded.unpersist()
             self._phase("summary")
-            added = [
-                SummaryRow(**row.asDict()) for row in changes.transform(summary_changes).collect()
-            ]
+            added = self._summary_changes(changes)
         finally:
             changes.unpersist()
         return QuarantineSync(version, replaced, added)
+
+    @staticmethod
+    def _summary_changes(changes: DataFrame) -> list[SummaryRow]:
+        return [SummaryRow(**row.asDict()) for row in changes.transform(summary_changes).collect()]
 
     def _insert_quarantine(self, quarantine: DataFrame | None) -> int | None:
         path = self.tables.quarantine

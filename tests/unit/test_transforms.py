@@ -25,6 +25,7 @@ from jobs.core.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA, SOURCE_VERS
 from jobs.core.transforms import (
     add_lineage,
     add_rejection_reasons,
+    as_inserts,
     changed_dates,
     curated_rows,
     daily_category_summary,
@@ -566,6 +567,18 @@ def test_summary_changes_add_new_sides_and_take_away_old_ones(spark: SparkSessio
     )
     assert_df_equality(
         changes.transform(summary_changes), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_appended_rows_as_inserts_change_the_summary_by_their_own_group_by(
+    spark: SparkSession,
+) -> None:
+    curated = classified(spark).transform(curated_rows(["merchant_name", "enriched_category"]))
+    assert_df_equality(
+        curated.transform(as_inserts).transform(summary_changes),
+        curated.transform(daily_category_summary),
+        ignore_row_order=True,
+        ignore_nullable=True,
     )
 
 
