@@ -37,6 +37,10 @@ DUPLICATE_REASON = "duplicate_transaction_id"
 # run_counts' columns with the range of the curated rows' ids (the curated MERGE's file pruning)
 CURATED_ID_LOW = "curated_id_low"
 CURATED_ID_HIGH = "curated_id_high"
+# run_counts' rows: the one of counts, and those of the most frequent unmatched join values
+COUNTS_ROW = "counts_row"
+UNMATCHED_VALUE = "unmatched_value"
+_UNMATCHED = "_unmatched"
 _WIDE_DECIMAL = DecimalType(38, 10)
 
 
@@ -289,40 +293,43 @@ def quarantined_rows(df: DataFrame) -> DataFrame:
     )
 
 
-def run_counts(first_lookup: LookupSpec) -> Transform:
-    """One row of counts that reconcile: read = curated + quarantined + duplicate; and the
-    lowest and highest transaction id of the curated rows (None when there are none)."""
+def run_counts(first_lookup: LookupSpec, top: int = 5) -> Transform:
+    """The run's counts in one aggregate (one pass, one shuffle): first the ``COUNTS_ROW``, of
+    counts that reconcile (read = curated + quarantined + duplicate) and the lowest and highest
+    transaction id of the curated rows (None when there are none); then a row for each of the
+    ``top`` most frequent unmatched join values among curated rows (``UNMATCHED_VALUE``), its
+    count in ``rows_unmatched``. No rows at all when ``df`` has none."""
 
     def apply(df: DataFrame) -> DataFrame:
         curated = F.col(IS_VALID) & ~F.col(IS_DUPLICATE)
+        unmatched = curated & ~F.col(matched_flag(first_lookup))
         curated_id = F.when(curated, F.col("transaction_id"))
 
         def count_where(condition: Column) -> Column:
             return F.coalesce(F.sum(F.when(condition, 1).otherwise(0)), F.lit(0)).cast("bigint")
 
-        return df.agg(
-            F.count(F.lit(1)).alias("rows_read"),
-            count_where(curated).alias("rows_curated"),
-            count_where(~F.col(IS_VALID)).alias("rows_quarantined"),
-            count_where(F.col(IS_DUPLICATE)).alias("rows_duplicate"),
-            count_where(curated & ~F.col(matched_flag(first_lookup))).alias("rows_unmatched"),
-            F.min(curated_id).alias(CURATED_ID_LOW),
-            F.max(curated_id).alias(CURATED_ID_HIGH),
+        grouped = df.withColumn(_UNMATCHED, unmatched).withColumn(
+            UNMATCHED_VALUE, F.when(F.col(_UNMATCHED), F.col(first_lookup.join_on))
         )
-
-    return apply
-
-
-def top_unmatched(first_lookup: LookupSpec, limit: int = 5) -> Transform:
-    """The most frequent unmatched join values among curated rows."""
-
-    def apply(df: DataFrame) -> DataFrame:
+        # Grouping sets: () gives the counts, (unmatched, value) the counts per unmatched value.
         return (
-            df.filter(F.col(IS_VALID) & ~F.col(IS_DUPLICATE) & ~F.col(matched_flag(first_lookup)))
-            .groupBy(F.col(first_lookup.join_on).alias("value"))
-            .count()
-            .orderBy(F.col("count").desc(), F.col("value"))
-            .limit(limit)
+            grouped.groupingSets([[_UNMATCHED, UNMATCHED_VALUE], []], _UNMATCHED, UNMATCHED_VALUE)
+            .agg(
+                (F.grouping(_UNMATCHED) == 1).alias(COUNTS_ROW),
+                F.count(F.lit(1)).alias("rows_read"),
+                count_where(curated).alias("rows_curated"),
+                count_where(~F.col(IS_VALID)).alias("rows_quarantined"),
+                count_where(F.col(IS_DUPLICATE)).alias("rows_duplicate"),
+                count_where(unmatched).alias("rows_unmatched"),
+                F.min(curated_id).alias(CURATED_ID_LOW),
+                F.max(curated_id).alias(CURATED_ID_HIGH),
+            )
+            .where(F.col(COUNTS_ROW) | F.col(_UNMATCHED))
+            .orderBy(
+                F.col(COUNTS_ROW).desc(), F.col("rows_unmatched").desc(), F.col(UNMATCHED_VALUE)
+            )
+            .limit(top + 1)
+            .drop(_UNMATCHED)
         )
 
     return apply

@@ -25,8 +25,10 @@ from jobs.core.planning import Plan, keys_may_be_in_files
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
 from jobs.core.summary import add_changes
 from jobs.core.transforms import (
+    COUNTS_ROW,
     CURATED_ID_HIGH,
     CURATED_ID_LOW,
+    UNMATCHED_VALUE,
     add_lineage,
     add_rejection_reasons,
     as_inserts,
@@ -40,7 +42,6 @@ from jobs.core.transforms import (
     run_counts,
     summary_changes,
     superseded_rows,
-    top_unmatched,
 )
 from jobs.runs import failpoints
 
@@ -94,13 +95,16 @@ def raw_rows(spark: SparkSession, path: str, first: int, last: int) -> DataFrame
     return changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
 
 
-def read_lookups(spark: SparkSession, settings: Settings) -> list[DataFrame]:
-    """Every configured lookup over JDBC, persisted (the caller unpersists them)."""
+def read_lookups(spark: SparkSession, settings: Settings, persist: bool) -> list[DataFrame]:
+    """Every configured lookup over JDBC; ``persist`` for lookups kept across runs (the caller
+    unpersists them). One run needs no cache of its own: its classified rows are cached, so
+    each lookup is read once, into its broadcast, and a cache would cost a Spark job each."""
     fetchsize = settings.jdbc_fetchsize
     lookups = []
     for spec in settings.lookups:
         log.info("reading lookup %s over JDBC (fetchsize %d)", spec.source_table, fetchsize)
-        lookups.append(jdbc.read_lookup(spark, settings.postgres, spec, fetchsize).persist())
+        lookup = jdbc.read_lookup(spark, settings.postgres, spec, fetchsize)
+        lookups.append(lookup.persist() if persist else lookup)
     return lookups
 
 
@@ -114,15 +118,14 @@ def count_rows(
 ) -> tuple[RunCounts, list[tuple[str, int]], tuple[str, str] | None]:
     """The run's counts, its most frequent unmatched values of the first lookup, and the
     lowest and highest transaction id among its curated rows (None: it curates none)."""
-    first_lookup = settings.lookups[0]
-    counts_row = classified.transform(run_counts(first_lookup)).first()
-    assert counts_row is not None  # an aggregate without grouping always has one row
-    values = counts_row.asDict()
+    rows = [row.asDict() for row in classified.transform(run_counts(settings.lookups[0])).collect()]
+    if not rows:
+        return RunCounts(0, 0, 0, 0, 0), [], None
+    values = rows[0]
+    assert values.pop(COUNTS_ROW)  # it sorts first
+    values.pop(UNMATCHED_VALUE)
     low, high = values.pop(CURATED_ID_LOW), values.pop(CURATED_ID_HIGH)
-    top = [
-        (str(r["value"]), int(r["count"]))
-        for r in classified.transform(top_unmatched(first_lookup)).collect()
-    ]
+    top = [(str(row[UNMATCHED_VALUE]), int(row["rows_unmatched"])) for row in rows[1:]]
     return RunCounts(**values), top, None if low is None else (str(low), str(high))
 
 
@@ -202,9 +205,6 @@ class BatchWrites:
             self._phase(None)
             if cached is not None:
                 cached.unpersist()
-            if self.shared_lookups is None:
-                for lookup in lookups:
-                    lookup.unpersist()
         assert curated_version is not None
         self._phase("summary")
         try:
@@ -217,7 +217,7 @@ class BatchWrites:
         self.spark.sparkContext.setLocalProperty(PHASE_PROPERTY, name)  # type: ignore[arg-type]
 
     def _lookups(self) -> list[DataFrame]:
-        return read_lookups(self.spark, self.settings)
+        return read_lookups(self.spark, self.settings, persist=False)
 
     def _classified(self, lookups: list[DataFrame]) -> DataFrame:
         plan, raw_path = self.plan, self.tables.raw

@@ -166,7 +166,7 @@ class LookupSnapshot:
         if self.frames_digest != self.digest or not self.frames:
             self.release()
             try:
-                self.frames = read_lookups(spark, self.settings)
+                self.frames = read_lookups(spark, self.settings, persist=True)
             except Exception:
                 # A JDBC failure comes as a JVM error: if PostgreSQL itself is not there, say
                 # so (the micro-batch then waits for it), otherwise it is another problem.

@@ -422,6 +422,8 @@ def test_every_row_lands_in_exactly_one_output_and_counts_reconcile(spark: Spark
     counts = rows.transform(run_counts(MERCHANT)).first()
     assert counts is not None
     assert counts.asDict() == {
+        "counts_row": True,
+        "unmatched_value": None,
         "rows_read": 5,
         "rows_curated": 3,
         "rows_quarantined": 1,
@@ -430,6 +432,34 @@ def test_every_row_lands_in_exactly_one_output_and_counts_reconcile(spark: Spark
         "curated_id_low": "T1",
         "curated_id_high": "T4",
     }
+
+
+def test_run_counts_rows_after_the_counts_are_the_top_unmatched_values_of_curated_rows(
+    spark: SparkSession,
+) -> None:
+    rows = spark.createDataFrame(
+        [
+            *[(f"A{n}", "MER-A", True, False, False) for n in range(2)],
+            *[(f"B{n}", "MER-B", True, False, False) for n in range(2)],
+            ("C1", "MER-C", True, False, False),
+            ("N1", None, True, False, False),
+            ("M1", "MER-ABC", True, False, True),  # matched
+            *[(f"X{n}", "MER-X", False, False, False) for n in range(3)],  # quarantined
+            ("A0", "MER-D", True, True, False),  # a superseded duplicate
+        ],
+        "transaction_id string, merchant_id string, _is_valid boolean, _is_duplicate boolean, "
+        "_matched_merchant boolean",
+    )
+
+    def rows_after_the_counts(top: int) -> list[tuple[str | None, int]]:
+        counts, *values = rows.transform(run_counts(MERCHANT, top)).collect()
+        assert counts["counts_row"] and counts["rows_read"] == 11
+        assert counts["rows_unmatched"] == 6
+        return [(row["unmatched_value"], row["rows_unmatched"]) for row in values]
+
+    assert rows_after_the_counts(2) == [("MER-A", 2), ("MER-B", 2)]
+    assert rows_after_the_counts(9) == [("MER-A", 2), ("MER-B", 2), (None, 1), ("MER-C", 1)]
+    assert rows.limit(0).transform(run_counts(MERCHANT)).collect() == []
 
 
 def test_summary_sums_decimals_exactly_per_utc_day(spark: SparkSession) -> None:
