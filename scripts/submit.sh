@@ -27,7 +27,9 @@ case "$job" in *.py) script=$job ;; *) script="$ROOT/jobs/$job.py" ;; esac
 [ -d "$LAUNCHER_CONF_DIR" ] || mkdir -p "$LAUNCHER_CONF_DIR"
 export ENRICH_CONFIG="${ENRICH_CONFIG:-$ENRICH_CONF_DIR/enrichment.toml}"
 export SPARK_CONF_DIR="$LAUNCHER_CONF_DIR"
-jvm_opts=("-Dlog4j2.configurationFile=file:$ENRICH_CONF_DIR/log4j2.properties")
+# slf4j.internal.verbosity: SLF4J 2 would report the AWS SDK's 1.x binder (slf4j-nop, see
+# pyproject.toml) as an ignored binding on every run.
+jvm_opts=("-Dlog4j2.configurationFile=file:$ENRICH_CONF_DIR/log4j2.properties" -Dslf4j.internal.verbosity=ERROR)
 # Class data sharing (make setup trains the archive with scripts/jvm_training.py): in local mode
 # the driver maps Spark's, Delta's and Hadoop's classes instead of loading and verifying them
 # from the JARs again (measured: the fault suite's incremental run 73-76 s -> 62-65 s). Other
