@@ -19,6 +19,8 @@ from jobs.core.schemas import INPUT_COLUMNS, RAW_SCHEMA
 APPEND_ONLY = "delta.appendOnly"
 CHANGE_FEED = "delta.enableChangeDataFeed"
 DELETION_VECTORS = "delta.enableDeletionVectors"
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+STATS_COLUMN_COUNT = "delta.dataSkippingNumIndexedCols"
 NEW_COLUMN_SUFFIX = " is new"
 
 

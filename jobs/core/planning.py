@@ -5,10 +5,11 @@ Pure: no Spark, no I/O, so every branch is unit-tested (tests/unit/test_planning
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from jobs.core.contracts import STATS_COLUMN_COUNT, STATS_COLUMNS
 from jobs.core.errors import ConfigError
 from jobs.core.models import FULL, INCREMENTAL, RANGE, RESTORE_JOB, PipelineState
 
@@ -116,3 +117,20 @@ def keys_may_be_in_files(
         file_low is None or file_high is None or (file_low <= high and low <= file_high)
         for file_low, file_high in file_ranges
     )
+
+
+def curated_properties_to_set(
+    properties: Mapping[str, str], wanted: Mapping[str, str]
+) -> dict[str, str]:
+    """Of the curated table properties a run wants (``wanted``: deletion vectors, which
+    columns get statistics), those a table made by an earlier version lacks. A table whose
+    owner chose its statistics columns (either of Delta's two properties) keeps them."""
+    missing = {}
+    for name, value in wanted.items():
+        if name in (STATS_COLUMNS, STATS_COLUMN_COUNT):
+            if STATS_COLUMNS in properties or STATS_COLUMN_COUNT in properties:
+                continue
+        elif name in properties and properties[name].lower() == value.lower():
+            continue
+        missing[name] = value
+    return missing

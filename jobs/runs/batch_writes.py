@@ -18,10 +18,10 @@ from pyspark.sql import functions as F
 from jobs.adapters import delta, jdbc, object_store
 from jobs.adapters.object_store import TableSnapshot
 from jobs.config.settings import Settings
-from jobs.core.contracts import DELETION_VECTORS, check_curated_table, enabled
+from jobs.core.contracts import CHANGE_FEED, check_curated_table
 from jobs.core.currencies import ISO_4217_CODES
 from jobs.core.models import FULL, INCREMENTAL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
-from jobs.core.planning import Plan, keys_may_be_in_files
+from jobs.core.planning import Plan, curated_properties_to_set, keys_may_be_in_files
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS
 from jobs.core.summary import add_changes
 from jobs.core.transforms import (
@@ -170,6 +170,7 @@ class BatchWrites:
         dates: list[date] | None = None
         changes: list[SummaryRow] | None = None  # of the summary, for an incremental run
         own_append: DataFrame | None = None  # curated's only commit since synced: this append
+        rows: DataFrame | None = None  # the rows to curate
         try:
             if has_new_rows:
                 self._phase("classify")
@@ -184,7 +185,7 @@ class BatchWrites:
                 failpoints.reached("batch-classified")
                 rows = classified.transform(curated_rows(output_columns(self.settings)))
                 self._phase("curated")
-                self._switch_on_deletion_vectors(curated)
+                self._bring_curated_properties(curated)
                 if plan.mode == FULL:
                     curated_version, quarantine_version = self._write_full(classified, rows)
                 else:
@@ -201,16 +202,16 @@ class BatchWrites:
                 if plan.mode == INCREMENTAL:
                     changes = synced.summary_changes
                 counts = dataclasses.replace(counts, rows_replaced=synced.replaced)
+            assert curated_version is not None
+            self._phase("summary")
+            # A full rebuild's curated table holds exactly its rows: their GROUP BY is the
+            # table's, taken from the cache instead of a read of the table written.
+            rebuilt = rows if plan.mode == FULL else None
+            summary = self._summary(curated_version, dates, changes, rebuilt)
         finally:
             self._phase(None)
             if cached is not None:
                 cached.unpersist()
-        assert curated_version is not None
-        self._phase("summary")
-        try:
-            summary = self._summary(curated_version, dates, changes)
-        finally:
-            self._phase(None)
         return Written(counts, top, curated_version, quarantine_version, summary, dates)
 
     def _phase(self, name: str | None) -> None:
@@ -246,32 +247,45 @@ class BatchWrites:
     def _curated_properties(self) -> dict[str, str]:
         if self.tables.curated_deletion_vectors:
             return delta.CURATED_TABLE_PROPERTIES
-        return delta.OUTPUT_TABLE_PROPERTIES
+        return {**delta.OUTPUT_TABLE_PROPERTIES, **delta.CURATED_STATS_PROPERTIES}
 
-    def _switch_on_deletion_vectors(self, curated: TableSnapshot | None) -> None:
-        """A curated table made before deletion vectors were the default gets them, in a
-        metadata-only commit before this run's first write (it holds no rows, so the change
-        feed and a recovery read past it)."""
-        if (
-            curated is None
-            or not self.tables.curated_deletion_vectors
-            or enabled(curated.properties, DELETION_VECTORS)
-        ):
+    def _bring_curated_properties(self, curated: TableSnapshot | None) -> None:
+        """A curated table made by an earlier version gets the properties a new one is made
+        with (deletion vectors, statistics of transaction_id only), in a metadata-only commit
+        before this run's first write (it holds no rows, so the change feed and a recovery
+        read past it)."""
+        if curated is None:
+            return
+        wanted = {
+            name: value
+            for name, value in self._curated_properties().items()
+            if name != CHANGE_FEED  # checked before the run: a table without it is refused
+        }
+        missing = curated_properties_to_set(curated.properties, wanted)
+        if not missing:
             return
         self.before_commit()
         log.info(
-            "switching on deletion vectors of curated table %s (%s)", curated.path, DELETION_VECTORS
+            "setting properties of curated table %s: %s",
+            curated.path,
+            ", ".join(f"{name} = {value}" for name, value in sorted(missing.items())),
         )
-        delta.set_properties(self.spark, curated.path, {DELETION_VECTORS: "true"}, self.note)
+        delta.set_properties(self.spark, curated.path, missing, self.note)
+
+    def _by_date(self, rows: DataFrame) -> DataFrame:
+        """Rows shuffled by date for a partitioned rewrite: each date's rows in one task, so one
+        file per date, not one per task. Given the number of partitions, AQE does not coalesce
+        them: coalesced, 15 dates came to 3 tasks on 2 cores (docs/performance.md)."""
+        partitions = int(self.spark.conf.get("spark.sql.shuffle.partitions") or 8)
+        return rows.repartition(partitions, "event_date")
 
     def _write_full(self, classified: DataFrame, curated: DataFrame) -> tuple[int, int]:
         """Both tables replaced; their new versions (curated, quarantine)."""
         self.before_commit()
         failpoints.reached("before-curated-commit")
         log.info("replacing curated table %s", self.tables.curated)
-        # One shuffle by date before a partitioned write: a few files per date, not one per task.
         version = delta.overwrite(
-            curated.repartition("event_date"),
+            self._by_date(curated),
             self.tables.curated,
             self.note,
             ["event_date"],
@@ -303,7 +317,7 @@ class BatchWrites:
             first, last = plan.date_range
             log.info("replacing event dates %s..%s of curated table %s", first, last, path)
             version = delta.overwrite(
-                curated.repartition("event_date"),
+                self._by_date(curated),
                 path,
                 self.note,
                 ["event_date"],
@@ -413,12 +427,17 @@ class BatchWrites:
         )
 
     def _summary(
-        self, curated_version: int, dates: list[date] | None, changes: list[SummaryRow] | None
+        self,
+        curated_version: int,
+        dates: list[date] | None,
+        changes: list[SummaryRow] | None,
+        rebuilt: DataFrame | None,
     ) -> list[SummaryRow]:
         """The summary rows of ``dates`` (None: every date) at ``curated_version``: for an
         incremental run the synced rows of those dates plus ``changes``, the curated change
-        feed's since the synced run (no read of the curated table); otherwise the GROUP BY of
-        the curated table at that version."""
+        feed's since the synced run (no read of the curated table); for a full rebuild the
+        GROUP BY of ``rebuilt``, the rows it replaced the table with; otherwise the GROUP BY
+        of the curated table at that version."""
         log.info(
             "computing the daily summary for %s",
             "every date" if dates is None else f"{len(dates)} changed date(s)",
@@ -427,7 +446,10 @@ class BatchWrites:
             assert dates is not None
             summary = add_changes(self.synced_summary(dates), changes)
         else:
-            committed = delta.read_version(self.spark, self.tables.curated, curated_version)
+            if rebuilt is not None:
+                committed = rebuilt
+            else:
+                committed = delta.read_version(self.spark, self.tables.curated, curated_version)
             if dates is not None:
                 committed = committed.filter(F.col("event_date").isin(dates))
             summary = [

@@ -105,7 +105,8 @@ def test_a_curated_table_without_deletion_vectors_gets_them_and_the_same_results
     )
     with captured_log() as log:
         assert "SUCCEEDED (incremental)" in run_batch_here(spark, pipeline.env).output
-    assert "switching on deletion vectors of curated table" in log.getvalue()
+    assert "setting properties of curated table" in log.getvalue()
+    assert "delta.enableDeletionVectors = true" in log.getvalue()
     assert read_outputs(pipeline) == ground.clean_outputs
     merge, switch = DeltaTable.forPath(spark, curated).history(2).collect()
     assert switch["operation"] == "SET TBLPROPERTIES" and merge["operation"] == "MERGE"

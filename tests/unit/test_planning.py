@@ -8,7 +8,7 @@ import pytest
 
 from jobs.core.errors import ConfigError
 from jobs.core.models import FULL, INCREMENTAL, RANGE, PipelineState, SyncedRun, UnfinishedRun
-from jobs.core.planning import keys_may_be_in_files, plan_run
+from jobs.core.planning import curated_properties_to_set, keys_may_be_in_files, plan_run
 
 SYNCED = SyncedRun(run_id="r1", raw_version_to=4, curated_version=10, lookup_fingerprint="fp")
 DAYS = (date(2026, 11, 2), date(2026, 11, 3))
@@ -131,3 +131,22 @@ def test_keys_may_be_in_a_file_whose_bounds_overlap_their_range_or_that_has_none
     assert keys_may_be_in_files([*files, (None, None)], ("TXN-c-000", "TXN-c-999"))
     assert keys_may_be_in_files([("TXN-a", None)], ("TXN-c", "TXN-d"))
     assert not keys_may_be_in_files([], ("TXN-c", "TXN-d"))
+
+
+WANTED = {"delta.enableDeletionVectors": "true", "delta.dataSkippingStatsColumns": "transaction_id"}
+
+
+def test_an_older_curated_table_gets_the_properties_it_lacks() -> None:
+    assert curated_properties_to_set({}, WANTED) == WANTED
+    assert curated_properties_to_set({"delta.enableDeletionVectors": "false"}, WANTED) == WANTED
+    current = {"delta.enableDeletionVectors": "TRUE", "delta.dataSkippingStatsColumns": "x"}
+    assert curated_properties_to_set(current, WANTED) == {}
+
+
+def test_statistics_columns_an_owner_chose_are_kept() -> None:
+    for chosen in (
+        {"delta.dataSkippingStatsColumns": "merchant_id"},
+        {"delta.dataSkippingNumIndexedCols": "5"},
+    ):
+        current = {"delta.enableDeletionVectors": "true", **chosen}
+        assert curated_properties_to_set(current, WANTED) == {}
