@@ -18,7 +18,7 @@ JOB = "job"
 @dataclass(frozen=True)
 class Measurement:
     # job, floor, peer, course, spark_start, noop, one_percent, small_run, corrections,
-    # plain_join, stream_latency, stream_burst, summary_copy, summary_row_by_row
+    # plain_join, stream_first, stream_latency, stream_burst, summary_copy, summary_row_by_row
     key: str
     label: str
     rows: int

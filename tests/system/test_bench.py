@@ -38,7 +38,7 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     results = report["results"]
     assert set(results) == {
         "job", "floor", "peer", "course", "spark_start", "noop", "one_percent", "small_run",
-        "corrections", "plain_join", "stream_latency", "stream_burst", "summary_copy",
+        "corrections", "plain_join", "stream_first", "stream_latency", "stream_burst", "summary_copy",
         "summary_row_by_row",
     }  # fmt: skip
     assert [run["rows"] for run in report["job_full_runs"]] == [1000, 3000]
@@ -66,6 +66,7 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     assert (
         stream["files"] == 3 and 0 < stream["latency_p50_seconds"] <= stream["latency_p95_seconds"]
     )
+    assert results["stream_first"]["seconds"] > 0  # a file landed before the measured ones
     assert results["stream_burst"]["rows"] == 30 and stream["burst_micro_batches"] >= 1
     assert results["plain_join"]["rows"] == 1000  # at the first size, next to the job's run
     assert len(report["targets"]) == 15
