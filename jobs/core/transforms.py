@@ -293,12 +293,16 @@ def quarantined_rows(df: DataFrame) -> DataFrame:
     )
 
 
-def run_counts(first_lookup: LookupSpec, top: int = 5) -> Transform:
+def run_counts(first_lookup: LookupSpec, top: int = 5, id_range: bool = True) -> Transform:
     """The run's counts in one aggregate (one pass, one shuffle): first the ``COUNTS_ROW``, of
     counts that reconcile (read = curated + quarantined + duplicate) and the lowest and highest
-    transaction id of the curated rows (None when there are none); then a row for each of the
-    ``top`` most frequent unmatched join values among curated rows (``UNMATCHED_VALUE``), its
-    count in ``rows_unmatched``. No rows at all when ``df`` has none."""
+    transaction id of the curated rows (None when there are none, or ``id_range`` is false);
+    then a row for each of the ``top`` most frequent unmatched join values among curated rows
+    (``UNMATCHED_VALUE``), its count in ``rows_unmatched``. No rows at all when ``df`` has none.
+
+    The id range costs a sort: a text minimum has no fixed-width buffer, so Spark aggregates
+    it by sorting every row (twice over, for the grouping sets). A run that rewrites whole
+    tables or dates does not need it."""
 
     def apply(df: DataFrame) -> DataFrame:
         curated = F.col(IS_VALID) & ~F.col(IS_DUPLICATE)
@@ -311,6 +315,7 @@ def run_counts(first_lookup: LookupSpec, top: int = 5) -> Transform:
         grouped = df.withColumn(_UNMATCHED, unmatched).withColumn(
             UNMATCHED_VALUE, F.when(F.col(_UNMATCHED), F.col(first_lookup.join_on))
         )
+        no_id = F.lit(None).cast("string")
         # Grouping sets: () gives the counts, (unmatched, value) the counts per unmatched value.
         return (
             grouped.groupingSets([[_UNMATCHED, UNMATCHED_VALUE], []], _UNMATCHED, UNMATCHED_VALUE)
@@ -321,8 +326,18 @@ def run_counts(first_lookup: LookupSpec, top: int = 5) -> Transform:
                 count_where(~F.col(IS_VALID)).alias("rows_quarantined"),
                 count_where(F.col(IS_DUPLICATE)).alias("rows_duplicate"),
                 count_where(unmatched).alias("rows_unmatched"),
-                F.min(curated_id).alias(CURATED_ID_LOW),
-                F.max(curated_id).alias(CURATED_ID_HIGH),
+                *(
+                    [
+                        F.min(curated_id).alias(CURATED_ID_LOW),
+                        F.max(curated_id).alias(CURATED_ID_HIGH),
+                    ]
+                    if id_range
+                    else []
+                ),
+            )
+            .select(
+                "*",
+                *([] if id_range else [no_id.alias(CURATED_ID_LOW), no_id.alias(CURATED_ID_HIGH)]),
             )
             .where(F.col(COUNTS_ROW) | F.col(_UNMATCHED))
             .orderBy(

@@ -114,11 +114,13 @@ def output_columns(settings: Settings) -> list[str]:
 
 
 def count_rows(
-    classified: DataFrame, settings: Settings
+    classified: DataFrame, settings: Settings, id_range: bool = True
 ) -> tuple[RunCounts, list[tuple[str, int]], tuple[str, str] | None]:
     """The run's counts, its most frequent unmatched values of the first lookup, and the
-    lowest and highest transaction id among its curated rows (None: it curates none)."""
-    rows = [row.asDict() for row in classified.transform(run_counts(settings.lookups[0])).collect()]
+    lowest and highest transaction id among its curated rows (None: it curates none, or
+    ``id_range`` is false)."""
+    counted = classified.transform(run_counts(settings.lookups[0], id_range=id_range))
+    rows = [row.asDict() for row in counted.collect()]
     if not rows:
         return RunCounts(0, 0, 0, 0, 0), [], None
     values = rows[0]
@@ -233,7 +235,10 @@ class BatchWrites:
     def _counts(
         self, classified: DataFrame
     ) -> tuple[RunCounts, list[tuple[str, int]], tuple[str, str] | None]:
-        counts, top, id_range = count_rows(classified, self.settings)
+        # Only an incremental run's MERGE or append uses the id range; the others rewrite.
+        counts, top, id_range = count_rows(
+            classified, self.settings, id_range=self.plan.mode == INCREMENTAL
+        )
         log.info(
             "rows read %d: curated %d (unmatched %d), quarantined %d, duplicates %d",
             counts.rows_read,

@@ -462,6 +462,26 @@ def test_run_counts_rows_after_the_counts_are_the_top_unmatched_values_of_curate
     assert rows.limit(0).transform(run_counts(MERCHANT)).collect() == []
 
 
+def test_run_counts_without_the_id_range_are_the_same_counts_from_a_hash_aggregate(
+    spark: SparkSession,
+) -> None:
+    rows = spark.createDataFrame(
+        [("T2", "MER-X", True, False, False), ("T1", "MER-ABC", True, False, True)],
+        "transaction_id string, merchant_id string, _is_valid boolean, _is_duplicate boolean, "
+        "_matched_merchant boolean",
+    )
+    with_range = rows.transform(run_counts(MERCHANT)).collect()
+    without = rows.transform(run_counts(MERCHANT, id_range=False))
+    assert (with_range[0]["curated_id_low"], with_range[0]["curated_id_high"]) == ("T1", "T2")
+    expected = [
+        {**row.asDict(), "curated_id_low": None, "curated_id_high": None} for row in with_range
+    ]
+    assert [row.asDict() for row in without.collect()] == expected
+    # A text minimum makes Spark sort every row to aggregate; without it, a hash aggregate.
+    plan = without._jdf.queryExecution().executedPlan().toString()
+    assert "SortAggregate" not in plan and "HashAggregate" in plan
+
+
 def test_summary_sums_decimals_exactly_per_utc_day(spark: SparkSession) -> None:
     curated = classified(spark).transform(curated_rows(["merchant_name", "enriched_category"]))
     summary = curated.transform(daily_category_summary)
