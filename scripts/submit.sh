@@ -3,8 +3,11 @@
 #   JOB is a module in jobs/ (batch_enrich, ingest, stream_enrich), or a .py file (the bench's
 #   Spark floor).
 #   SPARK_MASTER (default local[2]) and
-#   SPARK_DRIVER_MEMORY (default 2g) choose where and how big. Nothing secret is on this command
-#   line: credentials reach the job through the environment.
+#   SPARK_DRIVER_MEMORY (default 4g) choose where and how big. In local mode the driver is also
+#   the executor and holds a full run's cached rows: with 2g a 10M-row full run spilled the cache,
+#   spent 17 s in GC and, at 10.2M rows, died reading the cache back ("Java heap space"); with 4g
+#   it took 98 s instead of 125 s (docs/performance.md). Nothing secret is on this command line:
+#   credentials reach the job through the environment.
 #   ENRICH_DRIVER_JVM_OPTS: more JVM options for the driver, e.g. -XX:TieredStopAtLevel=1 (the
 #   JIT's first tier only) for small, frequent runs: faster to warm up, slower on large batches
 #   (docs/performance.md). It also cuts the JIT's code cache to 48 MB, which a long-running
@@ -55,7 +58,7 @@ extra_args=()
 [ -t 2 ] || extra_args+=(--conf spark.ui.showConsoleProgress=false)
 submit=("$SPARK_HOME/bin/spark-submit"
   --master "${SPARK_MASTER:-local[2]}"
-  --driver-memory "${SPARK_DRIVER_MEMORY:-2g}"
+  --driver-memory "${SPARK_DRIVER_MEMORY:-4g}"
   --properties-file "$ENRICH_CONF_DIR/spark-defaults.conf"
   "${SPARK_JAR_ARGS[@]}" "${extra_args[@]}"
   --py-files "$ROOT/build/jobs.zip"

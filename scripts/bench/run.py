@@ -622,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {
         "rows": args.rows, "merchants": args.merchants, "sizes": args.sizes,
         "course_rows": course_rows, "spark_master": env.get("SPARK_MASTER", "local[2]"),
-        "spark_driver_memory": env.get("SPARK_DRIVER_MEMORY", "2g"), "ingests": ingests,
+        "spark_driver_memory": env.get("SPARK_DRIVER_MEMORY", "4g"), "ingests": ingests,
     }  # fmt: skip
     report = to_json(info, settings, results, job_runs, fit, found, floor_runs, floor_fit)
     out.mkdir(parents=True, exist_ok=True)
