@@ -16,6 +16,10 @@ from collections.abc import Mapping
 
 log = logging.getLogger("enrich.metrics")
 
+# Pushgateways found not answering in this process: a stream pushes after every micro-batch,
+# and one line saying so is enough until a push gets through again.
+_unreachable: set[str] = set()
+
 PREFIX = "enrich_"
 # name -> help; every series a run may push (conf/prometheus/alerts.yml and the Grafana
 # dashboard use these names; tests/unit/test_monitoring.py checks they agree).
@@ -70,12 +74,20 @@ def push(url: str | None, job_name: str, curated_table: str, values: Mapping[str
     try:
         with urllib.request.urlopen(request, timeout=3) as response:
             response.read()
-        return True
     except urllib.error.HTTPError as error:
         log.warning("metrics not pushed: the Pushgateway at %s answered %s", url, error.code)
+        return False
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        log.info(
-            "metrics not pushed: no Pushgateway at %s (%s; make monitor-up starts one)", url, reason
+        log.log(
+            logging.DEBUG if url in _unreachable else logging.INFO,
+            "metrics not pushed: no Pushgateway at %s (%s; make monitor-up starts one)",
+            url,
+            reason,
         )
-    return False
+        _unreachable.add(url)
+        return False
+    if url in _unreachable:
+        _unreachable.discard(url)
+        log.info("metrics pushed to the Pushgateway at %s again", url)
+    return True

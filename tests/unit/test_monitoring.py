@@ -69,3 +69,12 @@ def test_the_exposition_format_and_a_missing_pushgateway(caplog: pytest.LogCaptu
         )
     assert "metrics not pushed: no Pushgateway at http://127.0.0.1:9" in caplog.text
     assert all(record.levelno < logging.WARNING for record in caplog.records)
+
+
+def test_a_missing_pushgateway_is_said_once_per_process(caplog: pytest.LogCaptureFixture) -> None:
+    url = "http://127.0.0.1:7"  # no server: each push is refused at once
+    with caplog.at_level(logging.INFO, logger="enrich.metrics"):
+        for _ in range(3):  # a stream pushes after every micro-batch
+            assert not metrics.push(url, "stream_enrich", "s3a://b/t", {"run_success": 1})
+    said = [record for record in caplog.records if "metrics not pushed" in record.getMessage()]
+    assert len(said) == 1 and url in said[0].getMessage()
