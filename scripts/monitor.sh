@@ -58,7 +58,7 @@ up() {
       "$(binary prometheus-postgres-exporter prometheus-postgres-exporter)" \
       --web.listen-address="$EXPORTER_ADDRESS"
   # The shipped configuration names the default ports; other ports get a rewritten copy.
-  sed -e "s/127.0.0.1:59091/$PUSHGATEWAY_ADDRESS/" -e "s/127.0.0.1:59187/$EXPORTER_ADDRESS/" \
+  sed -e "s/127.0.0.1:29091/$PUSHGATEWAY_ADDRESS/" -e "s/127.0.0.1:29187/$EXPORTER_ADDRESS/" \
     conf/prometheus/prometheus.yml > "$STATE/prometheus.yml"
   cp conf/prometheus/alerts.yml "$STATE/alerts.yml"
   start prometheus "http://$PROMETHEUS_ADDRESS/-/ready" \
