@@ -315,7 +315,10 @@ def run_counts(first_lookup: LookupSpec, top: int = 5, id_range: bool = True) ->
         grouped = df.withColumn(_UNMATCHED, unmatched).withColumn(
             UNMATCHED_VALUE, F.when(F.col(_UNMATCHED), F.col(first_lookup.join_on))
         )
-        no_id = F.lit(None).cast("string")
+        if id_range:
+            id_columns = [F.min(curated_id), F.max(curated_id)]
+        else:
+            id_columns = [F.lit(None).cast("string")] * 2
         # Grouping sets: () gives the counts, (unmatched, value) the counts per unmatched value.
         return (
             grouped.groupingSets([[_UNMATCHED, UNMATCHED_VALUE], []], _UNMATCHED, UNMATCHED_VALUE)
@@ -326,18 +329,8 @@ def run_counts(first_lookup: LookupSpec, top: int = 5, id_range: bool = True) ->
                 count_where(~F.col(IS_VALID)).alias("rows_quarantined"),
                 count_where(F.col(IS_DUPLICATE)).alias("rows_duplicate"),
                 count_where(unmatched).alias("rows_unmatched"),
-                *(
-                    [
-                        F.min(curated_id).alias(CURATED_ID_LOW),
-                        F.max(curated_id).alias(CURATED_ID_HIGH),
-                    ]
-                    if id_range
-                    else []
-                ),
-            )
-            .select(
-                "*",
-                *([] if id_range else [no_id.alias(CURATED_ID_LOW), no_id.alias(CURATED_ID_HIGH)]),
+                id_columns[0].alias(CURATED_ID_LOW),
+                id_columns[1].alias(CURATED_ID_HIGH),
             )
             .where(F.col(COUNTS_ROW) | F.col(_UNMATCHED))
             .orderBy(

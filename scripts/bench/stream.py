@@ -6,8 +6,8 @@ are after the batch measures. One file lands first and is waited for: its latenc
 micro-batch's after a start, in a cold JVM, reported on its own. Then files land one by one, a
 few seconds apart, on the running stream; each file's latency is its micro-batch's commit time
 in ``pipeline.stream_batches`` (the transaction that also holds its summary rows) minus the
-time its upload finished. Then a burst of larger files lands at
-once, and the throughput is their rows over the time from the first landing to the last commit.
+time its upload finished. Then a burst of larger files lands at once, and the throughput is
+their rows over the time from the first landing to the last commit.
 The stream is stopped with SIGTERM and must exit 0.
 """
 
