@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from jobs.core.contracts import APPEND_ONLY, CHANGE_FEED, DELETION_VECTORS, STATS_COLUMNS
 
@@ -47,6 +48,13 @@ def table_exists(spark: SparkSession, path: str) -> bool:
 def read_version(spark: SparkSession, path: str, version: int) -> DataFrame:
     """The table as of ``version``: later commits by other writers do not change what a run sees."""
     return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+def read_data_files(spark: SparkSession, uris: Sequence[str], schema: StructType) -> DataFrame:
+    """Data files of a table read as plain Parquet with the table's columns, without building
+    its snapshot (Delta's file listing costs four Spark jobs): only for files whose rows are all
+    live and whose columns are stored by name (``object_store.appended_files`` checks both)."""
+    return spark.read.schema(schema).parquet(*uris)
 
 
 def read_changes(spark: SparkSession, path: str, first: int, last: int) -> DataFrame:

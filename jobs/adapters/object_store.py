@@ -14,10 +14,11 @@ import json
 import re
 import socket
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import boto3
 from botocore.config import Config
@@ -258,11 +259,13 @@ def _missing_deletion_vector(table: DeltaTable) -> list[str]:
 
 def commit_json(s3: S3Settings, path: str, version: int) -> str | None:
     """The JSON lines of commit ``version`` in the table's log; None if the log no longer has it."""
+    return _commit_text(s3_client(s3), s3, path, version)
+
+
+def _commit_text(client: Any, s3: S3Settings, path: str, version: int) -> str | None:
     bucket, prefix = split_path(path)
     try:
-        body = s3_client(s3).get_object(
-            Bucket=bucket, Key=f"{prefix}/_delta_log/{version:020d}.json"
-        )
+        body = client.get_object(Bucket=bucket, Key=f"{prefix}/_delta_log/{version:020d}.json")
     except ClientError as error:
         if str(error.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey"):
             return None
@@ -270,6 +273,72 @@ def commit_json(s3: S3Settings, path: str, version: int) -> str | None:
     except BotoCoreError as error:
         raise ServiceUnavailableError(f"object store at {s3.endpoint}: {error}") from None
     return str(body["Body"].read().decode())
+
+
+# Past this many data files a full read's file -> commit map (a literal in the plan) is left to
+# the change feed.
+MAX_MAPPED_FILES = 10_000
+
+
+@dataclass(frozen=True)
+class AppendedFiles:
+    """The data files of an append-only table's version, each as the commit that added it."""
+
+    table: str
+    versions: dict[str, int]  # file name -> the version of the commit that added it
+    schema: StructType  # the table's columns at that version
+
+    @property
+    def uris(self) -> list[str]:
+        return [f"{self.table.rstrip('/')}/{name}" for name in self.versions]
+
+
+def appended_files(s3: S3Settings, path: str, last: int) -> AppendedFiles | None:
+    """The data files of the table's version ``last`` with the commit that added each, from the
+    log's commits 0..``last``, when those files hold exactly the rows as appended and can be
+    read as plain Parquet. None otherwise, and the caller reads the change feed: a commit that
+    did more than append (a remove, a change-data file, an add that changes no data, as
+    OPTIMIZE's), one the log no longer has, deletion vectors, column mapping, files in
+    folders, or more than MAX_MAPPED_FILES files."""
+    client = s3_client(s3)
+
+    def read(version: int) -> tuple[list[str], dict[str, Any] | None] | None:
+        text = _commit_text(client, s3, path, version)
+        if text is None:
+            return None
+        names: list[str] = []
+        metadata = None
+        for line in text.splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "remove" in action or "cdc" in action:
+                return None
+            metadata = action.get("metaData", metadata)
+            add = action.get("add")
+            if add is not None:
+                name = unquote(str(add["path"]))
+                if not add.get("dataChange", True) or add.get("deletionVector") or "/" in name:
+                    return None
+                names.append(name)
+        return names, metadata
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        commits = list(pool.map(read, range(last + 1)))
+    versions: dict[str, int] = {}
+    metadata: dict[str, Any] | None = None
+    for version, commit in enumerate(commits):
+        if commit is None:
+            return None
+        names, metadata = commit[0], commit[1] or metadata
+        for name in names:
+            if name in versions:
+                return None
+            versions[name] = version
+    if metadata is None or not 0 < len(versions) <= MAX_MAPPED_FILES:
+        return None
+    mapping = (metadata.get("configuration") or {}).get("delta.columnMapping.mode", "none")
+    if mapping != "none":
+        return None
+    return AppendedFiles(path, versions, StructType.fromJson(json.loads(metadata["schemaString"])))
 
 
 def commit_time(s3: S3Settings, path: str, version: int) -> datetime | None:

@@ -32,3 +32,23 @@ def spark_session(app_name: str, s3: S3Settings) -> Iterator[SparkSession]:
         yield spark
     finally:
         spark.stop()
+
+
+ADAPTIVE_EXECUTION = "spark.sql.adaptive.enabled"
+
+
+@contextmanager
+def adaptive_execution(spark: SparkSession, enabled: bool) -> Iterator[None]:
+    """Spark's adaptive query execution on or off for what runs inside, as before afterwards.
+    AQE submits every query stage as a Spark job of its own: a run whose shuffles have their
+    partition counts set and whose small sides are broadcast by hint gains nothing from it but
+    twice the jobs (docs/performance.md)."""
+    before = spark.conf.get(ADAPTIVE_EXECUTION)
+    spark.conf.set(ADAPTIVE_EXECUTION, str(enabled).lower())
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(ADAPTIVE_EXECUTION)
+        else:
+            spark.conf.set(ADAPTIVE_EXECUTION, before)

@@ -6,7 +6,7 @@ and every parameterised step returns a function that chains with ``DataFrame.tra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
@@ -248,6 +248,27 @@ def raw_changes_as_rows(changes: DataFrame) -> DataFrame:
         .withColumn(SOURCE_VERSION, F.col(COMMIT_VERSION).cast("bigint"))
         .drop(*CDF_COLUMNS)
     )
+
+
+FILE_NAME = "_metadata.file_name"
+
+
+def appended_rows(file_versions: Mapping[str, int]) -> Transform:
+    """Rows of a plain read of an append-only table (every file as its commit added it), with
+    the version of that commit as ``_source_version``: the rows, and versions, the change feed
+    gives for the same commits. ``file_versions``: the commit of each file, by file name; a
+    file without one fails the read rather than be given a wrong version."""
+    versions = F.create_map(
+        *[part for name, version in file_versions.items() for part in (F.lit(name), F.lit(version))]
+    )
+
+    def apply(df: DataFrame) -> DataFrame:
+        file_name = F.col(FILE_NAME)
+        version = versions[file_name].cast("bigint")
+        unknown = F.raise_error(F.concat(F.lit("no commit version known for file "), file_name))
+        return df.withColumn(SOURCE_VERSION, F.coalesce(version, unknown.cast("bigint")))
+
+    return apply
 
 
 def add_lineage(run_id: str, enriched_at: datetime) -> Transform:

@@ -10,14 +10,17 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
+from chispa import assert_df_equality
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from jobs.adapters import delta, jdbc, object_store, postgres, run_store, writer_lock
 from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings, Settings
 from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, SourceError
 from jobs.core.models import RunCounts, RunStart, SummaryRow
+from jobs.core.schemas import RAW_SCHEMA, SOURCE_VERSION
+from jobs.runs.batch_writes import raw_rows
 from tests.stack import ScratchBucket, run_seed
 
 pytestmark = pytest.mark.integration
@@ -183,6 +186,44 @@ def test_an_upsert_given_its_key_range_reads_no_file_outside_it(
     ranges = object_store.file_ranges(s3, path, 4, "id")
     assert ("A-1", "A-2") in ranges and ("C-2", "C-2") in ranges
     assert (long_id[:32], None) in ranges
+
+
+def test_a_full_read_of_an_append_only_table_gives_the_change_feeds_rows_and_versions(
+    spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
+) -> None:
+    """A full run reads raw plainly, each file given the commit that added it: the same rows
+    and ``_source_version`` as the change feed. A table whose files are not all as appended
+    (OPTIMIZE rewrote them) gets no map, and the run reads the change feed."""
+    path = bucket.path("appended")
+    raw = spark.createDataFrame([], RAW_SCHEMA)
+
+    def rows(ids: list[str]) -> DataFrame:
+        records: list[tuple[object, ...]] = [
+            (i, "MER-1", Decimal("1.00"), "EUR", dt.datetime(2026, 1, 1), f"r-{i}", "f", "g",
+             dt.datetime(2026, 1, 2), None, [])
+            for i in ids
+        ]  # fmt: skip
+        return spark.createDataFrame(records, RAW_SCHEMA)
+
+    delta.append(raw, path, "v0", new_table_properties=delta.RAW_TABLE_PROPERTIES)
+    delta.append(rows(["a", "b"]).repartition(2), path, "v1")
+    delta.append(rows(["a", "c"]).coalesce(1), path, "v2")
+    appended = object_store.appended_files(s3, path, 2)
+    assert appended is not None
+    versions = appended.versions
+    assert {1, 2} <= set(versions.values()) <= {0, 1, 2}  # 0: an empty file, if Spark wrote one
+    plain = raw_rows(spark, path, 0, 2, appended)
+    plan = plain._jdf.queryExecution().toString()
+    assert "DeltaCDFRelation" not in plan and "Parquet" in plan
+    assert_df_equality(plain, raw_rows(spark, path, 0, 2), ignore_row_order=True)
+    assert sorted((r["transaction_id"], r[SOURCE_VERSION]) for r in plain.collect()) == [
+        ("a", 1), ("a", 2), ("b", 1), ("c", 2)
+    ]  # fmt: skip
+    first = object_store.appended_files(s3, path, 1)
+    assert first is not None
+    assert first.versions == {name: v for name, v in versions.items() if v <= 1}
+    DeltaTable.forPath(spark, path).optimize().executeCompaction()
+    assert object_store.appended_files(s3, path, 3) is None
 
 
 def _start(run_id: str) -> RunStart:

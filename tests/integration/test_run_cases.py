@@ -46,8 +46,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 def test_clean_incremental_run_equals_a_full_rebuild(
     spark: SparkSession, ground: Ground, pipeline: PipelineCopy
 ) -> None:
-    run_batch_here(spark, pipeline.env, "--full")
+    context = spark.sparkContext
+    context.setJobGroup("full-rebuild", "the full run's Spark jobs")
+    try:
+        run_batch_here(spark, pipeline.env, "--full")
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
     assert read_outputs(pipeline) == ground.clean_outputs
+    # A rewrite runs without adaptive execution (one job per query, not per stage): 19 jobs
+    # with it, 10 without; the bound is 15. The session gets it back afterwards.
+    assert len(context.statusTracker().getJobIdsForGroup("full-rebuild")) <= 15
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
 
 
 @pytest.mark.faults_smoke

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,6 +26,7 @@ from jobs.core.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA, SOURCE_VERS
 from jobs.core.transforms import (
     add_lineage,
     add_rejection_reasons,
+    appended_rows,
     as_inserts,
     changed_dates,
     curated_rows,
@@ -518,6 +520,23 @@ def test_raw_changes_keep_inserts_with_their_commit_version(spark: SparkSession)
     rows = changes.transform(raw_changes_as_rows)
     expected = spark.createDataFrame([("T1", 5)], "transaction_id string, _source_version bigint")
     assert_df_equality(rows, expected, ignore_nullable=True)
+
+
+def test_appended_rows_get_the_version_of_the_commit_that_added_their_file(
+    spark: SparkSession,
+) -> None:
+    read = spark.createDataFrame(
+        [("T1", ("part-a.parquet",)), ("T2", ("part-b.parquet",)), ("T3", ("part-a.parquet",))],
+        "transaction_id string, _metadata struct<file_name: string>",
+    )
+    rows = read.transform(appended_rows({"part-a.parquet": 3, "part-b.parquet": 7}))
+    expected = spark.createDataFrame(
+        [("T1", 3), ("T2", 7), ("T3", 3)], "transaction_id string, _source_version bigint"
+    )
+    assert_df_equality(rows.drop("_metadata"), expected, ignore_nullable=True)
+    unmapped = read.transform(appended_rows({"part-a.parquet": 3}))
+    with pytest.raises(Exception, match=r"no commit version known for file part-b\.parquet"):
+        unmapped.collect()
 
 
 def curated_change(
