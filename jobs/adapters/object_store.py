@@ -282,7 +282,8 @@ MAX_MAPPED_FILES = 10_000
 
 @dataclass(frozen=True)
 class AppendedFiles:
-    """The data files of an append-only table's version, each as the commit that added it."""
+    """The data files some commits of a table added, each as the commit that added it, where
+    those commits only appended."""
 
     table: str
     versions: dict[str, int]  # file name -> the version of the commit that added it
@@ -293,13 +294,17 @@ class AppendedFiles:
         return [f"{self.table.rstrip('/')}/{name}" for name in self.versions]
 
 
-def appended_files(s3: S3Settings, path: str, last: int) -> AppendedFiles | None:
-    """The data files of the table's version ``last`` with the commit that added each, from the
-    log's commits 0..``last``, when those files hold exactly the rows as appended and can be
-    read as plain Parquet. None otherwise, and the caller reads the change feed: a commit that
-    did more than append (a remove, a change-data file, an add that changes no data, as
-    OPTIMIZE's), one the log no longer has, deletion vectors, column mapping, files in
-    folders, or more than MAX_MAPPED_FILES files."""
+def appended_files(
+    s3: S3Settings, path: str, first: int, last: int, latest: TableSnapshot | None = None
+) -> AppendedFiles | None:
+    """The data files the log's commits ``first``..``last`` added, each with the commit that
+    added it, when those files hold exactly the rows as appended and can be read as plain
+    Parquet. None otherwise, and the caller reads the change feed: a commit that did more than
+    append (a remove, a change-data file, an add that changes no data, as OPTIMIZE's), one the
+    log no longer has, deletion vectors, column mapping, files in folders, or more than
+    MAX_MAPPED_FILES files. The columns are those of the last schema the range commits; a
+    range that commits none (from ``first`` > 0) takes them from ``latest``, the table as
+    ``table_snapshot`` read it, if that is version ``last``."""
     client = s3_client(s3)
 
     def read(version: int) -> tuple[list[str], dict[str, Any] | None] | None:
@@ -322,10 +327,10 @@ def appended_files(s3: S3Settings, path: str, last: int) -> AppendedFiles | None
         return names, metadata
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        commits = list(pool.map(read, range(last + 1)))
+        commits = list(pool.map(read, range(first, last + 1)))
     versions: dict[str, int] = {}
     metadata: dict[str, Any] | None = None
-    for version, commit in enumerate(commits):
+    for version, commit in enumerate(commits, start=first):
         if commit is None:
             return None
         names, metadata = commit[0], commit[1] or metadata
@@ -333,12 +338,18 @@ def appended_files(s3: S3Settings, path: str, last: int) -> AppendedFiles | None
             if name in versions:
                 return None
             versions[name] = version
-    if metadata is None or not 0 < len(versions) <= MAX_MAPPED_FILES:
+    if not 0 < len(versions) <= MAX_MAPPED_FILES:
         return None
-    mapping = (metadata.get("configuration") or {}).get("delta.columnMapping.mode", "none")
-    if mapping != "none":
+    if metadata is not None:
+        schema = StructType.fromJson(json.loads(metadata["schemaString"]))
+        properties = {str(k): str(v) for k, v in (metadata.get("configuration") or {}).items()}
+    elif latest is not None and latest.version == last:
+        schema, properties = latest.schema, latest.properties
+    else:
         return None
-    return AppendedFiles(path, versions, StructType.fromJson(json.loads(metadata["schemaString"])))
+    if properties.get("delta.columnMapping.mode", "none") != "none":
+        return None
+    return AppendedFiles(path, versions, schema)
 
 
 def commit_time(s3: S3Settings, path: str, version: int) -> datetime | None:

@@ -13,6 +13,7 @@ from pyspark.sql.types import (
 
 AMOUNT_TYPE = DecimalType(18, 2)
 CORRUPT_RECORD = "_corrupt_record"
+RAW_RECORD = "_raw_record"  # a row's input text, kept where it did not parse
 # The raw table commit a row came from; the latest commit wins among repeats of an id.
 SOURCE_VERSION = "_source_version"
 
@@ -43,7 +44,7 @@ RAW_SCHEMA = StructType(
         StructField("_source_file", StringType()),
         StructField("_ingest_id", StringType()),
         StructField("_ingested_at", TimestampType()),
-        StructField("_raw_record", StringType()),
+        StructField(RAW_RECORD, StringType()),
         StructField("_parse_errors", ArrayType(StringType(), containsNull=False)),
     ]
 )

@@ -23,6 +23,7 @@ from jobs.core.schemas import (
     INPUT_COLUMNS,
     QUARANTINE_COLUMNS,
     RAW_COLUMNS,
+    RAW_RECORD,
     SOURCE_VERSION,
 )
 
@@ -96,8 +97,12 @@ def parse_input_records(source_file: Column, ingest_id: str, ingested_at: dateti
             ),
         ]
         parse_errors = F.array_compact(F.array(*errors))
+        # A line Spark could not parse is kept byte for byte, and may not be text at all (a
+        # compressed file under a text name): Parquet readers other than Spark's (delta-rs,
+        # DuckDB) refuse a string that is not UTF-8, so invalid bytes become U+FFFD.
         record_text = F.coalesce(
-            corrupt, F.to_json(F.struct(*[F.col(name) for name in INPUT_COLUMNS]))
+            F.make_valid_utf8(corrupt),
+            F.to_json(F.struct(*[F.col(name) for name in INPUT_COLUMNS])),
         )
         has_error = F.size(parse_errors) > 0
         exact_amount = F.when(cast_was_exact, amount)
@@ -113,7 +118,7 @@ def parse_input_records(source_file: Column, ingest_id: str, ingested_at: dateti
             source_file.alias("_source_file"),
             F.lit(ingest_id).alias("_ingest_id"),
             F.lit(ingested_at).cast(TimestampType()).alias("_ingested_at"),
-            F.when(has_error, record_text).alias("_raw_record"),
+            F.when(has_error, record_text).alias(RAW_RECORD),
             parse_errors.alias("_parse_errors"),
         )
 
@@ -240,6 +245,13 @@ def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
     return apply
 
 
+def valid_raw_text(df: DataFrame) -> DataFrame:
+    """Raw rows with ``_raw_record`` as valid UTF-8 (invalid bytes as U+FFFD): ingests before
+    2026-12-05 kept a line that was not text as it came, which Spark reads but delta-rs and
+    DuckDB refuse in the quarantine table."""
+    return df.withColumn(RAW_RECORD, F.make_valid_utf8(RAW_RECORD))
+
+
 def raw_changes_as_rows(changes: DataFrame) -> DataFrame:
     """Rows appended to the raw table, read from its change feed, with the raw version each one
     was committed in as ``_source_version``."""
@@ -284,7 +296,7 @@ def curated_rows(output_columns: Sequence[str]) -> Transform:
     """Valid, non-duplicate rows in the curated table's shape, with the ``event_date`` partition."""
 
     def apply(df: DataFrame) -> DataFrame:
-        business = [c for c in RAW_COLUMNS if c not in ("_raw_record", "_parse_errors")]
+        business = [c for c in RAW_COLUMNS if c not in (RAW_RECORD, "_parse_errors")]
         columns = [
             *business[:2],
             *output_columns,
@@ -398,7 +410,7 @@ def superseded_rows(run_id: str, enriched_at: datetime) -> Transform:
         replaced = before.join(after, keys).filter(F.col("_record_id") != F.col("__replaced_by"))
         return (
             replaced.withColumn(REASONS, F.array(F.lit(DUPLICATE_REASON)))
-            .withColumn("_raw_record", F.lit(None).cast(StringType()))
+            .withColumn(RAW_RECORD, F.lit(None).cast(StringType()))
             .transform(add_lineage(run_id, enriched_at))
             .select(*QUARANTINE_COLUMNS)
         )

@@ -290,6 +290,7 @@ def execute(
         before_commit=lambda: writer_lock.check_held(lock, settings.postgres),
         synced_summary=lambda dates: run_store.summary_rows(conn, dates),
         shared_lookups=None if held.lookups is None else partial(held.lookups, spark),
+        raw=found.raw,
     ).execute(found.curated)
     result = start.finished(
         "succeeded",

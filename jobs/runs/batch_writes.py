@@ -44,6 +44,7 @@ from jobs.core.transforms import (
     run_counts,
     summary_changes,
     superseded_rows,
+    valid_raw_text,
 )
 from jobs.runs import failpoints
 
@@ -94,18 +95,24 @@ def raw_rows(
     spark: SparkSession, path: str, first: int, last: int, appended: AppendedFiles | None = None
 ) -> DataFrame:
     """The raw records committed in versions ``first``..``last``, as the classification reads
-    them (with the commit version each came in). From version 0 with ``appended`` (the table's
-    files as appended: ``object_store.appended_files``), those files read as Parquet, each row
-    given its file's commit: the change feed's rows and versions, read 2-3 times as fast (Delta
-    serves the feed as rows, not column batches; docs/performance.md)."""
-    if first == 0 and appended is not None:
+    them (with the commit version each came in). With ``appended`` (the files those commits
+    added, when they only appended: ``object_store.appended_files``), those files read as
+    Parquet, each row given its file's commit: the change feed's rows and versions, read 2-3
+    times as fast, and without Delta loading the table's log first (Delta serves the feed as
+    rows, not column batches; docs/performance.md)."""
+    if appended is not None:
         return (
             delta.read_data_files(spark, appended.uris, appended.schema)
             .transform(appended_rows(appended.versions))
             .select(*RAW_COLUMNS, SOURCE_VERSION)
+            .transform(valid_raw_text)
         )
     changes = delta.read_changes(spark, path, first, last)
-    return changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
+    return (
+        changes.select(*RAW_COLUMNS, *CDF_COLUMNS)
+        .transform(raw_changes_as_rows)
+        .transform(valid_raw_text)
+    )
 
 
 def read_lookups(spark: SparkSession, settings: Settings, persist: bool) -> list[DataFrame]:
@@ -159,6 +166,7 @@ class BatchWrites:
         before_commit: Callable[[], None],
         synced_summary: Callable[[Sequence[date]], list[SummaryRow]],
         shared_lookups: Callable[[], list[DataFrame]] | None = None,
+        raw: TableSnapshot | None = None,
     ) -> None:
         self.spark = spark
         self.settings = settings
@@ -169,6 +177,7 @@ class BatchWrites:
         self.before_commit = before_commit
         self.synced_summary = synced_summary
         self.shared_lookups = shared_lookups
+        self.raw = raw  # the raw table as the plan saw it
         self.note = f"run_id={start.run_id} mode={plan.mode}"
 
     def execute(self, curated: TableSnapshot | None) -> Written:
@@ -250,9 +259,7 @@ class BatchWrites:
         first = plan.raw_version_from if plan.mode != RANGE else 0
         assert first is not None
         last = plan.raw_version_to
-        appended = None
-        if first == 0:
-            appended = object_store.appended_files(self.settings.s3, raw_path, last)
+        appended = object_store.appended_files(self.settings.s3, raw_path, first, last, self.raw)
         log.info(
             "reading raw table %s, versions %d..%d%s",
             raw_path,

@@ -188,12 +188,14 @@ def test_an_upsert_given_its_key_range_reads_no_file_outside_it(
     assert (long_id[:32], None) in ranges
 
 
-def test_a_full_read_of_an_append_only_table_gives_the_change_feeds_rows_and_versions(
+def test_a_read_of_appended_commits_gives_the_change_feeds_rows_and_versions(
     spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
 ) -> None:
-    """A full run reads raw plainly, each file given the commit that added it: the same rows
-    and ``_source_version`` as the change feed. A table whose files are not all as appended
-    (OPTIMIZE rewrote them) gets no map, and the run reads the change feed."""
+    """A run reads the raw commits it covers plainly, each file given the commit that added
+    it: the same rows and ``_source_version`` as the change feed, for a full read and for an
+    incremental one (whose commits hold no schema: it comes from the snapshot of its last
+    version). Commits that did more than append (OPTIMIZE rewrote files) get no map, and the
+    run reads the change feed."""
     path = bucket.path("appended")
     raw = spark.createDataFrame([], RAW_SCHEMA)
 
@@ -208,7 +210,7 @@ def test_a_full_read_of_an_append_only_table_gives_the_change_feeds_rows_and_ver
     delta.append(raw, path, "v0", new_table_properties=delta.RAW_TABLE_PROPERTIES)
     delta.append(rows(["a", "b"]).repartition(2), path, "v1")
     delta.append(rows(["a", "c"]).coalesce(1), path, "v2")
-    appended = object_store.appended_files(s3, path, 2)
+    appended = object_store.appended_files(s3, path, 0, 2)
     assert appended is not None
     versions = appended.versions
     assert {1, 2} <= set(versions.values()) <= {0, 1, 2}  # 0: an empty file, if Spark wrote one
@@ -219,11 +221,26 @@ def test_a_full_read_of_an_append_only_table_gives_the_change_feeds_rows_and_ver
     assert sorted((r["transaction_id"], r[SOURCE_VERSION]) for r in plain.collect()) == [
         ("a", 1), ("a", 2), ("b", 1), ("c", 2)
     ]  # fmt: skip
-    first = object_store.appended_files(s3, path, 1)
+    first = object_store.appended_files(s3, path, 0, 1)
     assert first is not None
     assert first.versions == {name: v for name, v in versions.items() if v <= 1}
+
+    latest = object_store.table_snapshot(s3, path)
+    assert latest is not None and latest.version == 2
+    assert object_store.appended_files(s3, path, 2, 2) is None  # no schema in commit 2 alone
+    assert object_store.appended_files(s3, path, 1, 1, latest) is None  # latest is not 1
+    increment = object_store.appended_files(s3, path, 2, 2, latest)
+    assert increment is not None
+    assert increment.versions == {name: v for name, v in versions.items() if v == 2}
+    assert_df_equality(
+        raw_rows(spark, path, 2, 2, increment), raw_rows(spark, path, 2, 2), ignore_row_order=True
+    )
+
     DeltaTable.forPath(spark, path).optimize().executeCompaction()
-    assert object_store.appended_files(s3, path, 3) is None
+    assert object_store.appended_files(s3, path, 0, 3) is None
+    assert (
+        object_store.appended_files(s3, path, 3, 3, object_store.table_snapshot(s3, path)) is None
+    )
 
 
 def _start(run_id: str) -> RunStart:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -22,7 +22,14 @@ from pyspark.sql.types import (
 )
 
 from jobs.core.models import LookupSpec
-from jobs.core.schemas import AMOUNT_TYPE, INPUT_SCHEMA, RAW_SCHEMA, SOURCE_VERSION
+from jobs.core.schemas import (
+    AMOUNT_TYPE,
+    CORRUPT_RECORD,
+    INPUT_SCHEMA,
+    RAW_RECORD,
+    RAW_SCHEMA,
+    SOURCE_VERSION,
+)
 from jobs.core.transforms import (
     add_lineage,
     add_rejection_reasons,
@@ -40,6 +47,7 @@ from jobs.core.transforms import (
     run_counts,
     summary_changes,
     superseded_rows,
+    valid_raw_text,
 )
 
 INGESTED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -155,6 +163,34 @@ def test_parse_keeps_unparseable_rows_with_their_text_and_every_error(spark: Spa
     assert rows["T5"]["_parse_errors"] == []
     assert rows["T5"]["amount"] is None and rows["T5"]["event_ts"] is None
     assert rows["T5"]["_raw_record"] is None
+
+
+def not_utf8() -> Column:
+    """ "T4," then a byte that starts a two-byte character and one that cannot continue it."""
+    return F.unhex(F.lit("54342CC328")).cast("string")
+
+
+def text_as_hex(df: DataFrame) -> tuple[str, bool]:
+    row = df.select(F.hex(RAW_RECORD).alias("hex"), F.is_valid_utf8(RAW_RECORD).alias("ok")).first()
+    assert row is not None
+    return row["hex"], row["ok"]
+
+
+def test_parse_keeps_a_line_that_is_not_utf8_as_valid_text(spark: SparkSession) -> None:
+    """A compressed file under a text name: its lines are kept, with invalid bytes as U+FFFD,
+    because delta-rs and DuckDB refuse a Parquet string that is not UTF-8."""
+    lines = spark.createDataFrame([(None,) * 6], INPUT_SCHEMA).withColumn(
+        CORRUPT_RECORD, not_utf8()
+    )
+    assert text_as_hex(lines.withColumnRenamed(CORRUPT_RECORD, RAW_RECORD)) == ("54342CC328", False)
+    parsed = lines.transform(parse_input_records(F.lit("file:/in.jsonl"), "i", INGESTED))
+    assert text_as_hex(parsed) == ("54342CEFBFBD28", True)
+
+
+def test_raw_text_written_by_earlier_ingests_is_read_as_valid_utf8(spark: SparkSession) -> None:
+    row = ("T1", "M", None, "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED, ["x"])
+    raw = raw_rows(spark, [row]).withColumn(RAW_RECORD, not_utf8())
+    assert text_as_hex(raw.transform(valid_raw_text)) == ("54342CEFBFBD28", True)
 
 
 # --------------------------------------------------------------------------------------------
