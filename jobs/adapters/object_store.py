@@ -288,6 +288,7 @@ class AppendedFiles:
     table: str
     versions: dict[str, int]  # file name -> the version of the commit that added it
     schema: StructType  # the table's columns at that version
+    rows: int | None = None  # the files' rows, from the log's statistics (None: a file has none)
 
     @property
     def uris(self) -> list[str]:
@@ -307,12 +308,13 @@ def appended_files(
     ``table_snapshot`` read it, if that is version ``last``."""
     client = s3_client(s3)
 
-    def read(version: int) -> tuple[list[str], dict[str, Any] | None] | None:
+    def read(version: int) -> tuple[list[str], dict[str, Any] | None, int | None] | None:
         text = _commit_text(client, s3, path, version)
         if text is None:
             return None
         names: list[str] = []
         metadata = None
+        rows: int | None = 0
         for line in text.splitlines():
             action = json.loads(line) if line.strip() else {}
             if "remove" in action or "cdc" in action:
@@ -324,16 +326,20 @@ def appended_files(
                 if not add.get("dataChange", True) or add.get("deletionVector") or "/" in name:
                     return None
                 names.append(name)
-        return names, metadata
+                records = json.loads(add.get("stats") or "{}").get("numRecords")
+                rows = None if rows is None or records is None else rows + int(records)
+        return names, metadata, rows
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         commits = list(pool.map(read, range(first, last + 1)))
     versions: dict[str, int] = {}
     metadata: dict[str, Any] | None = None
+    rows: int | None = 0
     for version, commit in enumerate(commits, start=first):
         if commit is None:
             return None
         names, metadata = commit[0], commit[1] or metadata
+        rows = None if rows is None or commit[2] is None else rows + commit[2]
         for name in names:
             if name in versions:
                 return None
@@ -349,7 +355,7 @@ def appended_files(
         return None
     if properties.get("delta.columnMapping.mode", "none") != "none":
         return None
-    return AppendedFiles(path, versions, schema)
+    return AppendedFiles(path, versions, schema, rows)
 
 
 def commit_time(s3: S3Settings, path: str, version: int) -> datetime | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -21,7 +21,16 @@ from jobs.adapters.session import adaptive_execution
 from jobs.config.settings import Settings
 from jobs.core.contracts import CHANGE_FEED, check_curated_table
 from jobs.core.currencies import ISO_4217_CODES
-from jobs.core.models import FULL, INCREMENTAL, RANGE, RunCounts, RunStart, SummaryRow, SyncedRun
+from jobs.core.models import (
+    FULL,
+    INCREMENTAL,
+    RANGE,
+    LookupSpec,
+    RunCounts,
+    RunStart,
+    SummaryRow,
+    SyncedRun,
+)
 from jobs.core.planning import Plan, curated_properties_to_set, keys_may_be_in_files
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS, SOURCE_VERSION
 from jobs.core.summary import add_changes
@@ -115,15 +124,50 @@ def raw_rows(
     )
 
 
-def read_lookups(spark: SparkSession, settings: Settings, persist: bool) -> list[DataFrame]:
+# An incremental run of at most this many raw rows reads only the lookup rows of the keys its
+# rows join on (a pushed-down IN list), not the whole tables: for 1,000 rows, a few hundred
+# merchants' history instead of every merchant's (docs/performance.md).
+FEW_ROWS = 10_000
+
+
+def join_keys(raw: DataFrame, specs: Sequence[LookupSpec]) -> dict[str, list[object]]:
+    """The distinct values each lookup that joins on a raw column is joined on, by lookup
+    name: the columns collected in one Spark job without a shuffle (for at most FEW_ROWS
+    rows), and their values made distinct here."""
+    joined = [spec for spec in specs if spec.join_on in raw.columns]
+    if not joined:
+        return {}
+    rows = raw.select(*[F.col(spec.join_on).alias(spec.name) for spec in joined]).collect()
+    return {
+        spec.name: sorted({row[spec.name] for row in rows if row[spec.name] is not None})
+        for spec in joined
+    }
+
+
+def read_lookups(
+    spark: SparkSession,
+    settings: Settings,
+    persist: bool,
+    keys: Mapping[str, Sequence[object]] | None = None,
+) -> list[DataFrame]:
     """Every configured lookup over JDBC; ``persist`` for lookups kept across runs (the caller
     unpersists them). One run needs no cache of its own: its classified rows are cached, so
-    each lookup is read once, into its broadcast, and a cache would cost a Spark job each."""
+    each lookup is read once, into its broadcast, and a cache would cost a Spark job each.
+    ``keys``: by lookup name, the only key values to read (PostgreSQL filters them)."""
     fetchsize = settings.jdbc_fetchsize
+    keys = keys or {}
     lookups = []
     for spec in settings.lookups:
-        log.info("reading lookup %s over JDBC (fetchsize %d)", spec.source_table, fetchsize)
+        wanted = keys.get(spec.name)
+        log.info(
+            "reading lookup %s over JDBC (fetchsize %d%s)",
+            spec.source_table,
+            fetchsize,
+            "" if wanted is None else f"; the {len(wanted):,} keys this run joins on",
+        )
         lookup = jdbc.read_lookup(spark, settings.postgres, spec, fetchsize)
+        if wanted is not None:
+            lookup = lookup.filter(F.col(spec.key).isin(list(wanted)))
         lookups.append(lookup.persist() if persist else lookup)
     return lookups
 
@@ -208,8 +252,12 @@ class BatchWrites:
         try:
             if has_new_rows:
                 self._phase("classify")
-                lookups = self.shared_lookups() if self.shared_lookups else self._lookups()
-                cached = self._classified(lookups).persist(StorageLevel.MEMORY_AND_DISK)
+                raw, raw_count = self._raw()
+                if self.shared_lookups:
+                    lookups = self.shared_lookups()
+                else:
+                    lookups = self._lookups(raw, raw_count)
+                cached = self._classified(raw, lookups).persist(StorageLevel.MEMORY_AND_DISK)
                 classified = cached
                 if plan.mode == RANGE:
                     assert plan.date_range is not None
@@ -251,10 +299,16 @@ class BatchWrites:
     def _phase(self, name: str | None) -> None:
         self.spark.sparkContext.setLocalProperty(PHASE_PROPERTY, name)  # type: ignore[arg-type]
 
-    def _lookups(self) -> list[DataFrame]:
-        return read_lookups(self.spark, self.settings, persist=False)
+    def _lookups(self, raw: DataFrame, raw_count: int | None) -> list[DataFrame]:
+        """The lookups; for an incremental run of at most FEW_ROWS rows, only their rows for
+        the keys the run's rows join on."""
+        keys = None
+        if self.plan.mode == INCREMENTAL and raw_count is not None and raw_count <= FEW_ROWS:
+            keys = join_keys(raw, self.settings.lookups)
+        return read_lookups(self.spark, self.settings, persist=False, keys=keys)
 
-    def _classified(self, lookups: list[DataFrame]) -> DataFrame:
+    def _raw(self) -> tuple[DataFrame, int | None]:
+        """The raw rows this run reads, and how many there are if the log's statistics say."""
         plan, raw_path = self.plan, self.tables.raw
         first = plan.raw_version_from if plan.mode != RANGE else 0
         assert first is not None
@@ -268,6 +322,9 @@ class BatchWrites:
             f" ({len(appended.versions)} files as appended)" if appended else "",
         )
         raw = raw_rows(self.spark, raw_path, first, last, appended)
+        return raw, None if appended is None else appended.rows
+
+    def _classified(self, raw: DataFrame, lookups: list[DataFrame]) -> DataFrame:
         return classify_rows(
             raw, lookups, self.settings, self.start.run_id, self.start.started_at
         ).transform(failpoints.fail_first_task_attempts)

@@ -20,7 +20,7 @@ from jobs.config.settings import S3Settings, Settings
 from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, SourceError
 from jobs.core.models import RunCounts, RunStart, SummaryRow
 from jobs.core.schemas import RAW_SCHEMA, SOURCE_VERSION
-from jobs.runs.batch_writes import raw_rows
+from jobs.runs.batch_writes import join_keys, raw_rows, read_lookups
 from tests.stack import ScratchBucket, run_seed
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,30 @@ def test_jdbc_lookup_read(spark: SparkSession, settings: Settings) -> None:
     row = lookup.filter("merchant_id = 'MER-XYZ'").first()
     assert row is not None
     assert (row["merchant_name"], row["category"]) == ("Tech Gadgets Inc.", "Electronics")
+
+
+def test_a_small_run_reads_only_the_lookup_rows_of_its_keys(
+    spark: SparkSession, settings: Settings
+) -> None:
+    """The keys of a few raw rows reach PostgreSQL as a filter (the scan's pushed filters),
+    and the lookup read is those keys' rows, every version of them; a lookup joined on a
+    column the raw rows do not have is read whole."""
+    raw = spark.createDataFrame(
+        [("MER-XYZ",), ("MER-ABC",), ("MER-XYZ",), (None,), ("MER-NONE'; --",)],
+        "merchant_id string",
+    )
+    keys = join_keys(raw, settings.lookups)
+    assert keys == {settings.lookups[0].name: ["MER-ABC", "MER-NONE'; --", "MER-XYZ"]}
+    merchant, category_group = read_lookups(spark, settings, persist=False, keys=keys)
+    plan = merchant._jdf.queryExecution().executedPlan().toString()
+    assert "PushedFilters: [*In(merchant_id" in plan, plan
+    whole = jdbc.read_lookup(spark, settings.postgres, settings.lookups[0], 100)
+    assert_df_equality(
+        merchant,
+        whole.filter("merchant_id IN ('MER-ABC', 'MER-XYZ')"),
+        ignore_row_order=True,
+    )
+    assert category_group.count() > 0
 
 
 def test_jdbc_read_of_a_missing_table_fails(spark: SparkSession, settings: Settings) -> None:
