@@ -43,7 +43,8 @@ def _results(**seconds: float) -> dict[str, Measurement]:
     rows = {"job": 1_000_000, "floor": 1_000_000, "peer": 1_000_000, "course": 100_000}
     rows |= {"noop": 0, "one_percent": 10_000, "summary_copy": 200_000, "spark_start": 0}
     rows |= {"small_run": 1_000, "corrections": 1_000}
-    jobs = {"job": 14, "one_percent": 13}  # Spark jobs, as scripts/bench/events.py reads them
+    # Spark jobs, as scripts/bench/events.py reads them
+    jobs = {"job": 14, "one_percent": 11, "small_run": 12, "corrections": 13}
     return {
         key: Measurement(
             key,
@@ -84,7 +85,8 @@ def test_targets_compare_rows_per_second_and_wall_times() -> None:
         "14",
         True,
     )
-    assert found["Spark jobs per incremental run"].met is False  # 13 > 12
+    incremental = found["Spark jobs per incremental run"]  # the most of the three: 13 > 12
+    assert (incremental.measured, incremental.met) == ("13", False)
     assert found["summary write to Postgres"].met is True
     growth = found["growth with rows (time ~ rows^k)"]
     assert growth.met is True and growth.measured == "k = 0.70"
