@@ -358,6 +358,40 @@ def appended_files(
     return AppendedFiles(path, versions, schema, rows)
 
 
+def column_values(
+    s3: S3Settings, uris: Sequence[str], columns: Sequence[str]
+) -> dict[str, list[Any]]:
+    """The distinct values (nulls left out) of ``columns`` in the Parquet files ``uris``
+    (``s3a://`` paths), read by pyarrow in this process: a few files' keys without a Spark job.
+    ServiceUnavailableError if the store does not serve them."""
+    import pyarrow.fs as pafs  # here, as in read_columns
+    import pyarrow.parquet as pq
+
+    endpoint = urlsplit(s3.endpoint)
+    store = pafs.S3FileSystem(
+        access_key=s3.access_key,
+        secret_key=s3.secret_key,
+        region=s3.region,
+        endpoint_override=endpoint.netloc,
+        scheme=endpoint.scheme or "http",
+        connect_timeout=5,
+        request_timeout=15,
+    )
+    keys = [uri.split("://", 1)[-1] for uri in uris]
+    try:
+        tables = [pq.read_table(key, columns=list(columns), filesystem=store) for key in keys]
+    except (OSError, ValueError) as error:  # pyarrow's errors for a store or a file
+        raise ServiceUnavailableError(
+            f"object store at {s3.endpoint}: could not read {', '.join(columns)} of "
+            f"{len(uris)} file(s): {first_line(error)}"
+        ) from None
+    values: dict[str, set[Any]] = {column: set() for column in columns}
+    for table in tables:
+        for column in columns:
+            values[column].update(v for v in table.column(column).to_pylist() if v is not None)
+    return {column: sorted(found) for column, found in values.items()}
+
+
 def commit_time(s3: S3Settings, path: str, version: int) -> datetime | None:
     """When commit ``version`` was made (its commitInfo), or None if the log no longer has it."""
     text = commit_json(s3, path, version)

@@ -18,9 +18,10 @@ from pyspark.sql import functions as F
 from jobs.adapters import delta, jdbc, object_store
 from jobs.adapters.object_store import AppendedFiles, TableSnapshot
 from jobs.adapters.session import adaptive_execution
-from jobs.config.settings import Settings
+from jobs.config.settings import S3Settings, Settings
 from jobs.core.contracts import CHANGE_FEED, check_curated_table
 from jobs.core.currencies import ISO_4217_CODES
+from jobs.core.errors import ServiceUnavailableError
 from jobs.core.models import (
     FULL,
     INCREMENTAL,
@@ -126,22 +127,28 @@ def raw_rows(
 
 # An incremental run of at most this many raw rows reads only the lookup rows of the keys its
 # rows join on (a pushed-down IN list), not the whole tables: for 1,000 rows, a few hundred
-# merchants' history instead of every merchant's (docs/performance.md).
+# merchants' history instead of every merchant's (docs/performance.md). The keys are read
+# from the run's raw files in the driver.
 FEW_ROWS = 10_000
 
 
-def join_keys(raw: DataFrame, specs: Sequence[LookupSpec]) -> dict[str, list[object]]:
+def join_keys(
+    s3: S3Settings, appended: AppendedFiles, specs: Sequence[LookupSpec]
+) -> dict[str, list[object]]:
     """The distinct values each lookup that joins on a raw column is joined on, by lookup
-    name: the columns collected in one Spark job without a shuffle (for at most FEW_ROWS
-    rows), and their values made distinct here."""
-    joined = [spec for spec in specs if spec.join_on in raw.columns]
+    name, read from the appended files in this process (no Spark job); {} if the store did not
+    serve them, and the lookups are read whole."""
+    joined = [spec for spec in specs if spec.join_on in appended.schema.fieldNames()]
     if not joined:
         return {}
-    rows = raw.select(*[F.col(spec.join_on).alias(spec.name) for spec in joined]).collect()
-    return {
-        spec.name: sorted({row[spec.name] for row in rows if row[spec.name] is not None})
-        for spec in joined
-    }
+    try:
+        values = object_store.column_values(
+            s3, appended.uris, sorted({spec.join_on for spec in joined})
+        )
+    except ServiceUnavailableError as error:
+        log.warning("reading the lookups whole: %s", error)
+        return {}
+    return {spec.name: values[spec.join_on] for spec in joined}
 
 
 def read_lookups(
@@ -252,11 +259,9 @@ class BatchWrites:
         try:
             if has_new_rows:
                 self._phase("classify")
-                raw, raw_count = self._raw()
-                if self.shared_lookups:
-                    lookups = self.shared_lookups()
-                else:
-                    lookups = self._lookups(raw, raw_count)
+                raw, raw_files = self._raw()
+                shared = self.shared_lookups
+                lookups = shared() if shared else self._lookups(raw_files)
                 cached = self._classified(raw, lookups).persist(StorageLevel.MEMORY_AND_DISK)
                 classified = cached
                 if plan.mode == RANGE:
@@ -299,16 +304,21 @@ class BatchWrites:
     def _phase(self, name: str | None) -> None:
         self.spark.sparkContext.setLocalProperty(PHASE_PROPERTY, name)  # type: ignore[arg-type]
 
-    def _lookups(self, raw: DataFrame, raw_count: int | None) -> list[DataFrame]:
-        """The lookups; for an incremental run of at most FEW_ROWS rows, only their rows for
-        the keys the run's rows join on."""
+    def _lookups(self, appended: AppendedFiles | None) -> list[DataFrame]:
+        """The lookups; for an incremental run of at most FEW_ROWS rows read as appended
+        files, only their rows for the keys the run's rows join on."""
         keys = None
-        if self.plan.mode == INCREMENTAL and raw_count is not None and raw_count <= FEW_ROWS:
-            keys = join_keys(raw, self.settings.lookups)
+        if (
+            self.plan.mode == INCREMENTAL
+            and appended is not None
+            and appended.rows is not None
+            and appended.rows <= FEW_ROWS
+        ):
+            keys = join_keys(self.settings.s3, appended, self.settings.lookups)
         return read_lookups(self.spark, self.settings, persist=False, keys=keys)
 
-    def _raw(self) -> tuple[DataFrame, int | None]:
-        """The raw rows this run reads, and how many there are if the log's statistics say."""
+    def _raw(self) -> tuple[DataFrame, AppendedFiles | None]:
+        """The raw rows this run reads, and the files they are in when read as appended."""
         plan, raw_path = self.plan, self.tables.raw
         first = plan.raw_version_from if plan.mode != RANGE else 0
         assert first is not None
@@ -321,8 +331,7 @@ class BatchWrites:
             last,
             f" ({len(appended.versions)} files as appended)" if appended else "",
         )
-        raw = raw_rows(self.spark, raw_path, first, last, appended)
-        return raw, None if appended is None else appended.rows
+        return raw_rows(self.spark, raw_path, first, last, appended), appended
 
     def _classified(self, raw: DataFrame, lookups: list[DataFrame]) -> DataFrame:
         return classify_rows(

@@ -75,16 +75,23 @@ def test_jdbc_lookup_read(spark: SparkSession, settings: Settings) -> None:
 
 
 def test_a_small_run_reads_only_the_lookup_rows_of_its_keys(
-    spark: SparkSession, settings: Settings
+    spark: SparkSession, settings: Settings, bucket: ScratchBucket, s3: S3Settings
 ) -> None:
-    """The keys of a few raw rows reach PostgreSQL as a filter (the scan's pushed filters),
-    and the lookup read is those keys' rows, every version of them; a lookup joined on a
-    column the raw rows do not have is read whole."""
-    raw = spark.createDataFrame(
-        [("MER-XYZ",), ("MER-ABC",), ("MER-XYZ",), (None,), ("MER-NONE'; --",)],
-        "merchant_id string",
-    )
-    keys = join_keys(raw, settings.lookups)
+    """The keys of a few raw rows, read from their files in the driver, reach PostgreSQL as a
+    filter (the scan's pushed filters), and the lookup read is those keys' rows, every version
+    of them; a lookup joined on a column the raw rows do not have is read whole. A store that
+    does not serve the files gives no keys: the lookups are read whole."""
+    path = bucket.path("raw-keys")
+    ids = ["MER-XYZ", "MER-ABC", "MER-XYZ", None, "MER-NONE'; --"]
+    records: list[tuple[object, ...]] = [
+        (f"t{i}", m, Decimal("1.00"), "EUR", dt.datetime(2026, 1, 1), f"r{i}", "f", "g",
+         dt.datetime(2026, 1, 2), None, [])
+        for i, m in enumerate(ids)
+    ]  # fmt: skip
+    delta.append(spark.createDataFrame(records, RAW_SCHEMA).repartition(2), path, "v0")
+    appended = object_store.appended_files(s3, path, 0, 0)
+    assert appended is not None and appended.rows == 5
+    keys = join_keys(s3, appended, settings.lookups)
     assert keys == {settings.lookups[0].name: ["MER-ABC", "MER-NONE'; --", "MER-XYZ"]}
     merchant, category_group = read_lookups(spark, settings, persist=False, keys=keys)
     plan = merchant._jdf.queryExecution().executedPlan().toString()
@@ -96,6 +103,8 @@ def test_a_small_run_reads_only_the_lookup_rows_of_its_keys(
         ignore_row_order=True,
     )
     assert category_group.count() > 0
+    closed = replace(s3, endpoint="http://127.0.0.1:9")  # nothing listens on the discard port
+    assert join_keys(closed, appended, settings.lookups) == {}
 
 
 def test_jdbc_read_of_a_missing_table_fails(spark: SparkSession, settings: Settings) -> None:
