@@ -308,13 +308,13 @@ def appended_files(
     ``table_snapshot`` read it, if that is version ``last``."""
     client = s3_client(s3)
 
-    def read(version: int) -> tuple[list[str], dict[str, Any] | None, int | None] | None:
+    def read(version: int) -> tuple[dict[str, int | None], dict[str, Any] | None] | None:
+        """The commit's added files with their rows (None: no statistics), and its metadata."""
         text = _commit_text(client, s3, path, version)
         if text is None:
             return None
-        names: list[str] = []
+        added: dict[str, int | None] = {}
         metadata = None
-        rows: int | None = 0
         for line in text.splitlines():
             action = json.loads(line) if line.strip() else {}
             if "remove" in action or "cdc" in action:
@@ -325,25 +325,26 @@ def appended_files(
                 name = unquote(str(add["path"]))
                 if not add.get("dataChange", True) or add.get("deletionVector") or "/" in name:
                     return None
-                names.append(name)
+                if name in added:  # added twice: not a plain append
+                    return None
                 records = json.loads(add.get("stats") or "{}").get("numRecords")
-                rows = None if rows is None or records is None else rows + int(records)
-        return names, metadata, rows
+                added[name] = None if records is None else int(records)
+        return added, metadata
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         commits = list(pool.map(read, range(first, last + 1)))
     versions: dict[str, int] = {}
+    records: list[int | None] = []
     metadata: dict[str, Any] | None = None
-    rows: int | None = 0
     for version, commit in enumerate(commits, start=first):
         if commit is None:
             return None
-        names, metadata = commit[0], commit[1] or metadata
-        rows = None if rows is None or commit[2] is None else rows + commit[2]
-        for name in names:
+        added, metadata = commit[0], commit[1] or metadata
+        for name in added:
             if name in versions:
                 return None
             versions[name] = version
+        records.extend(added.values())
     if not 0 < len(versions) <= MAX_MAPPED_FILES:
         return None
     if metadata is not None:
@@ -355,6 +356,7 @@ def appended_files(
         return None
     if properties.get("delta.columnMapping.mode", "none") != "none":
         return None
+    rows = None if None in records else sum(n for n in records if n is not None)
     return AppendedFiles(path, versions, schema, rows)
 
 

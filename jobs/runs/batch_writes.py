@@ -111,18 +111,15 @@ def raw_rows(
     times as fast, and without Delta loading the table's log first (Delta serves the feed as
     rows, not column batches; docs/performance.md)."""
     if appended is not None:
-        return (
+        rows = (
             delta.read_data_files(spark, appended.uris, appended.schema)
             .transform(appended_rows(appended.versions))
             .select(*RAW_COLUMNS, SOURCE_VERSION)
-            .transform(valid_raw_text)
         )
-    changes = delta.read_changes(spark, path, first, last)
-    return (
-        changes.select(*RAW_COLUMNS, *CDF_COLUMNS)
-        .transform(raw_changes_as_rows)
-        .transform(valid_raw_text)
-    )
+    else:
+        changes = delta.read_changes(spark, path, first, last)
+        rows = changes.select(*RAW_COLUMNS, *CDF_COLUMNS).transform(raw_changes_as_rows)
+    return rows.transform(valid_raw_text)
 
 
 # An incremental run of at most this many raw rows reads only the lookup rows of the keys its

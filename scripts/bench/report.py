@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 JOB = "job"
+INCREMENTAL_CASES = ("one_percent", "small_run", "corrections")  # the incremental job runs
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def targets(
             _in_seconds,
         )
     )
-    # An incremental run's count is the most of the bench's three: 1%, 1,000 rows, corrections.
+    # An incremental run's count is the most of the bench's three incremental runs.
     incremental = [spark_jobs(results.get(key)) for key in INCREMENTAL_CASES]
     counted = [n for n in incremental if n is not None]
     for name, jobs, most in (
@@ -239,9 +240,6 @@ def rewritten_share(measurement: Measurement | None) -> float | None:
     """The share of curated's bytes the corrections' MERGE removed and wrote again."""
     rewrite = None if measurement is None else measurement.detail.get("curated_rewrite")
     return None if not rewrite else rewrite.get("rewritten_share")
-
-
-INCREMENTAL_CASES = ("one_percent", "small_run", "corrections")
 
 
 def spark_jobs(measurement: Measurement | None) -> int | None:
