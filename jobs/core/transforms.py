@@ -245,6 +245,27 @@ def join_lookup(lookup: DataFrame, spec: LookupSpec) -> Transform:
     return apply
 
 
+def key_in(column: str, values: Iterable[object]) -> Column:
+    """``column IN (values)`` as one SQL expression: ``Column.isin`` makes a JVM call per
+    value through py4j (6,300 keys: 3.2 s against 0.15 s). Strings and integers are written as
+    literals; a list with any other type falls back to ``isin``."""
+    values = list(values)
+    if not all(
+        isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in values
+    ):
+        return F.col(column).isin(values)
+    if not values:
+        return F.lit(False)
+
+    def literal(value: object) -> str:
+        if isinstance(value, str):
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return str(value)
+
+    quoted = "`" + column.replace("`", "``") + "`"
+    return F.expr(f"{quoted} IN ({', '.join(literal(v) for v in values)})")
+
+
 def valid_raw_text(df: DataFrame) -> DataFrame:
     """Raw rows with ``_raw_record`` as valid UTF-8 (invalid bytes as U+FFFD): ingests before
     2026-12-05 kept a line that was not text as it came, which Spark reads but delta-rs and

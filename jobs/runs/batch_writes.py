@@ -49,6 +49,7 @@ from jobs.core.transforms import (
     event_date_between,
     flag_superseded_duplicates,
     join_lookup,
+    key_in,
     quarantined_rows,
     raw_changes_as_rows,
     run_counts,
@@ -171,7 +172,7 @@ def read_lookups(
         )
         lookup = jdbc.read_lookup(spark, settings.postgres, spec, fetchsize)
         if wanted is not None:
-            lookup = lookup.filter(F.col(spec.key).isin(list(wanted)))
+            lookup = lookup.filter(key_in(spec.key, wanted))
         lookups.append(lookup.persist() if persist else lookup)
     return lookups
 
@@ -275,7 +276,9 @@ class BatchWrites:
                 else:
                     assert curated is not None  # the plan is a full rebuild where it is missing
                     check_curated_table(curated.path, curated.schema, rows.schema)
-                    curated_version, appended = self._write_curated(rows, id_range, curated.version)
+                    curated_version, appended = self._write_curated(
+                        rows, id_range, counts.rows_curated, curated.version
+                    )
                     if appended and self._only_commit_since_synced(curated_version):
                         own_append = rows
             if plan.mode != FULL:
@@ -410,16 +413,20 @@ class BatchWrites:
         return version, quarantine_version
 
     def _write_curated(
-        self, curated: DataFrame, id_range: tuple[str, str] | None, seen_version: int
+        self,
+        curated: DataFrame,
+        id_range: tuple[str, str] | None,
+        curated_rows: int,
+        seen_version: int,
     ) -> tuple[int, bool]:
         """The version written, and whether it is a plain append of ``curated``.
         ``id_range``: the lowest and highest transaction id of ``curated`` (None: no rows);
-        ``seen_version``: the curated table's version the plan saw (its files are this run's
-        to compare ids with: the writer lock keeps other writers out)."""
-        plan, path = self.plan, self.tables.curated
+        ``curated_rows``: its row count; ``seen_version``: the curated table's version the plan
+        saw (its files are this run's to compare ids with: the writer lock keeps other writers
+        out, so what is found in them holds until this run commits)."""
+        plan, path, key = self.plan, self.tables.curated, "transaction_id"
         self.before_commit()
         failpoints.reached("before-curated-commit")
-        appended = False
         if plan.mode == RANGE:
             assert plan.date_range is not None
             first, last = plan.date_range
@@ -431,23 +438,50 @@ class BatchWrites:
                 ["event_date"],
                 replace_where=f"event_date >= '{first}' AND event_date <= '{last}'",
             )
-        elif id_range is not None and not keys_may_be_in_files(
-            object_store.file_ranges(self.settings.s3, path, seen_version, "transaction_id"),
-            id_range,
+            failpoints.reached("curated-committed")
+            return version, False
+        if id_range is None:
+            log.info("merging into curated table %s by %s", path, key)
+            version = delta.upsert(curated, path, key, self.note)
+            failpoints.reached("curated-committed")
+            return version, False
+        if not keys_may_be_in_files(
+            object_store.file_ranges(self.settings.s3, path, seen_version, key), id_range
         ):
             # No file's ids overlap the new rows' (new ids sort after the old ones): the MERGE
             # would insert every row, and an append does that in one Spark job instead of ten.
-            # A replay of this run finds its own rows in the table and MERGEs.
+            # A replay of this run finds its own rows in the table and replaces them.
             log.info(
-                "appending to curated table %s: no file holds a transaction id in %s..%s",
-                path,
-                *id_range,
+                "appending to curated table %s: no file holds a %s in %s..%s", path, key, *id_range
             )
+            existing = 0
+        else:
+            # Which of the ids the table holds decides the cheapest commit with the same result.
+            existing = delta.keys_in_table(curated, path, key, seen_version, id_range, curated_rows)
+            if existing == 0:
+                log.info("appending to curated table %s: it holds no %s of the run", path, key)
+        if existing == 0:
             version = delta.append(curated.repartition("event_date"), path, self.note)
             appended = True
+        elif existing == curated_rows:
+            log.info(
+                "replacing %d rows of curated table %s: the table holds every %s of the run",
+                existing,
+                path,
+                key,
+            )
+            version = delta.replace_matching(curated, path, key, self.note, id_range, curated_rows)
+            appended = False
         else:
-            log.info("merging into curated table %s by transaction_id", path)
-            version = delta.upsert(curated, path, "transaction_id", self.note, id_range)
+            log.info(
+                "merging into curated table %s by %s: %d of %d rows replace rows it holds",
+                path,
+                key,
+                existing,
+                curated_rows,
+            )
+            version = delta.upsert(curated, path, key, self.note, id_range, curated_rows)
+            appended = False
         failpoints.reached("curated-committed")
         return version, appended
 

@@ -122,6 +122,56 @@ def test_a_curated_table_without_deletion_vectors_gets_them_and_the_same_results
     assert int(merge["operationMetrics"]["numTargetDeletionVectorsAdded"]) > 0
 
 
+def test_corrections_alone_replace_rows_and_new_ids_among_old_ones_are_appended(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    """A run whose every id the curated table holds (late corrections) replaces them by a MERGE
+    that inserts nothing; a run whose ids all lie within the table's id range but are new is a
+    plain append. Both keep the invariants: one row per id, the summary the table's."""
+    run_batch_here(spark, pipeline.env)  # S0 -> the clean state
+    tables = pipeline.bucket.tables
+    curated = spark.read.format("delta").load(tables.curated)
+    header = "transaction_id,merchant_id,amount,currency,event_ts\n"
+
+    def csv_line(row: dict[str, object], transaction_id: str, amount: object) -> str:
+        event_ts = row["event_ts"].strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[attr-defined]
+        return f"{transaction_id},{row['merchant_id']},{amount},{row['currency']},{event_ts}\n"
+
+    sample = [r.asDict() for r in curated.orderBy("transaction_id").collect()[1:-1:7]]
+    corrections = ground.work / "corrections.csv"
+    corrections.write_text(
+        header + "".join(csv_line(r, r["transaction_id"], r["amount"] + 1) for r in sample)
+    )
+    ingest_here(spark, pipeline.env, str(corrections))
+    job = run_batch_here(spark, pipeline.env)
+    assert "the table holds every transaction_id of the run" in job.output
+    [merge] = DeltaTable.forPath(spark, tables.curated).history(1).collect()
+    assert merge["operation"] == "MERGE", merge["operation"]
+    assert merge["operationParameters"]["notMatchedPredicates"] == "[]"
+    assert int(merge["operationMetrics"]["numTargetRowsUpdated"]) == len(sample)
+    assert int(merge["operationMetrics"]["numTargetRowsInserted"]) == 0
+    assert runs(pipeline)[-1]["rows_replaced"] == len(sample)
+    amounts = {
+        r["transaction_id"]: r["amount"]
+        for r in spark.read.format("delta").load(tables.curated).collect()
+    }
+    assert all(amounts[r["transaction_id"]] == r["amount"] + 1 for r in sample)
+
+    # "<id>-b" sorts right after "<id>": inside the table's id range, in no row.
+    fresh = ground.work / "between.csv"
+    fresh.write_text(header + "".join(csv_line(r, f"{r['transaction_id']}-b", 5) for r in sample))
+    ingest_here(spark, pipeline.env, str(fresh))
+    job = run_batch_here(spark, pipeline.env)
+    assert "it holds no transaction_id of the run" in job.output
+    [append] = DeltaTable.forPath(spark, tables.curated).history(1).collect()
+    assert append["operation"] == "WRITE", append["operation"]
+    assert int(append["operationMetrics"]["numOutputRows"]) == len(sample)
+    after = spark.read.format("delta").load(tables.curated)
+    assert after.count() == len(amounts) + len(sample)
+    assert after.groupBy("transaction_id").count().filter("count > 1").count() == 0
+    assert read_outputs(pipeline).summary == curated_summary(spark, pipeline)
+
+
 # --------------------------------------------------------------------------------------------
 # Wrong credentials: refused before anything is read or written
 # --------------------------------------------------------------------------------------------

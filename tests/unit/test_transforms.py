@@ -41,6 +41,7 @@ from jobs.core.transforms import (
     event_date_between,
     flag_superseded_duplicates,
     join_lookup,
+    key_in,
     parse_input_records,
     quarantined_rows,
     raw_changes_as_rows,
@@ -699,3 +700,17 @@ def test_event_date_between_is_inclusive_in_utc(spark: SparkSession) -> None:
     )
     kept = df.transform(event_date_between(date(2026, 11, 1), date(2026, 11, 2)))
     assert sorted(r["id"] for r in kept.collect()) == ["a", "c"]
+
+
+def test_key_in_keeps_exactly_the_rows_whose_key_is_listed(spark: SparkSession) -> None:
+    """One SQL expression for many keys: quotes and backslashes in a key stay literal."""
+    names = spark.createDataFrame(
+        [("O'Brien",), ("back\\slash",), ("plain",), ("other",), ("'); DROP",)], "k string"
+    )
+    kept = names.filter(key_in("k", ["O'Brien", "back\\slash", "plain", "absent"]))
+    assert sorted(r["k"] for r in kept.collect()) == ["O'Brien", "back\\slash", "plain"]
+    numbers = spark.createDataFrame([(1,), (2,), (3,)], "n bigint")
+    assert [r["n"] for r in numbers.filter(key_in("n", [3, 1])).orderBy("n").collect()] == [1, 3]
+    assert numbers.filter(key_in("n", [])).count() == 0
+    days = spark.createDataFrame([(date(2026, 1, 1),), (date(2026, 1, 2),)], "d date")
+    assert days.filter(key_in("d", [date(2026, 1, 2)])).count() == 1  # other types: isin
