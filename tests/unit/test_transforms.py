@@ -226,6 +226,34 @@ def test_validation_gives_every_reason_that_applies(spark: SparkSession) -> None
     }
 
 
+def test_rows_without_parse_errors_get_the_same_reasons_as_rows_with_an_empty_list(
+    spark: SparkSession,
+) -> None:
+    """A row that parsed whole is checked without Spark's array functions; NULL parse errors
+    (as a writer other than the ingest may leave) must read as none."""
+    rows = [
+        ("OK", "M1", Decimal("1.00"), "USD", ts("2026-11-20T12:59:00+00:00"), INGESTED),
+        ("NULLAMT", "M1", None, "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED),
+        ("BLANK", " ", Decimal("2.00"), " ", None, INGESTED),
+        ("FUT", "M1", Decimal("1.00"), "USD", ts("2026-11-20T13:01:00+00:00"), INGESTED),
+    ]
+    expected = {
+        "OK": [],
+        "NULLAMT": ["missing_amount"],
+        "BLANK": ["missing_merchant_id", "missing_currency", "missing_event_ts"],
+        "FUT": ["event_ts_in_future"],
+    }
+    no_errors: list[list[str] | None] = [[], None]
+    for errors in no_errors:
+        df = raw_rows(spark, [(*row, errors) for row in rows])
+        validated = df.transform(add_rejection_reasons(AS_OF, 60, {"USD", "EUR"}))
+        got = {
+            row["transaction_id"]: (row["rejection_reasons"], row["_is_valid"])
+            for row in validated.collect()
+        }
+        assert got == {tid: (reasons, not reasons) for tid, reasons in expected.items()}
+
+
 def test_malformed_line_is_only_reported_as_malformed(spark: SparkSession) -> None:
     df = raw_rows(
         spark, [(None, None, None, None, None, INGESTED, ["record could not be split into fields"])]
