@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from jobs.adapters import delta
 from jobs.config.settings import Settings, load_settings
 from jobs.core.transforms import (
+    add_lineage,
     changed_dates,
     curated_rows,
     daily_category_summary,
@@ -85,11 +86,10 @@ def ingest(spark: SparkSession, raw: str, file: Path, lines: list[str]) -> None:
 
 def classified(spark: SparkSession, settings: Settings, first: int, last: int) -> DataFrame:
     raw = raw_rows(spark, settings.tables.raw, first, last)
-    rows = classify_rows(
-        raw, lookup_frames(spark, settings), settings, "training", datetime.now(UTC)
-    ).persist()
+    as_of = datetime.now(UTC)
+    rows = classify_rows(raw, lookup_frames(spark, settings), settings, as_of).persist()
     count_rows(rows, settings)
-    return rows
+    return rows.transform(add_lineage("training", as_of))
 
 
 def train(spark: SparkSession, config: str, work: Path) -> None:

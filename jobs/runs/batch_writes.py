@@ -91,15 +91,17 @@ class QuarantineSync:
 
 
 def classify_rows(
-    raw: DataFrame, lookups: Sequence[DataFrame], settings: Settings, run_id: str, as_of: datetime
+    raw: DataFrame, lookups: Sequence[DataFrame], settings: Settings, as_of: datetime
 ) -> DataFrame:
-    """Every raw row with its rejection reasons, duplicate flag, lookup columns and lineage."""
+    """Every raw row with its rejection reasons, duplicate flag and lookup columns. The run's
+    lineage (``add_lineage``) is added by the caller after its cache: the same two values on
+    every row, they cost the cache a copy per row (docs/performance.md)."""
     classified = raw.transform(
         add_rejection_reasons(as_of, settings.max_future_minutes, ISO_4217_CODES)
     ).transform(flag_superseded_duplicates)
     for spec, lookup in zip(settings.lookups, lookups, strict=True):
         classified = classified.transform(join_lookup(lookup, spec))
-    return classified.transform(add_lineage(run_id, as_of))
+    return classified
 
 
 def raw_rows(
@@ -261,7 +263,7 @@ class BatchWrites:
                 shared = self.shared_lookups
                 lookups = shared() if shared else self._lookups(raw_files)
                 cached = self._classified(raw, lookups).persist(StorageLevel.MEMORY_AND_DISK)
-                classified = cached
+                classified = cached.transform(add_lineage(self.start.run_id, self.start.started_at))
                 if plan.mode == RANGE:
                     assert plan.date_range is not None
                     classified = classified.transform(event_date_between(*plan.date_range))
@@ -334,9 +336,9 @@ class BatchWrites:
         return raw_rows(self.spark, raw_path, first, last, appended), appended
 
     def _classified(self, raw: DataFrame, lookups: list[DataFrame]) -> DataFrame:
-        return classify_rows(
-            raw, lookups, self.settings, self.start.run_id, self.start.started_at
-        ).transform(failpoints.fail_first_task_attempts)
+        return classify_rows(raw, lookups, self.settings, self.start.started_at).transform(
+            failpoints.fail_first_task_attempts
+        )
 
     def _counts(
         self, classified: DataFrame
