@@ -157,6 +157,11 @@ def set_properties(
 SMALL_MERGE_SOURCE_ROWS = 100_000
 
 
+def _hint_if_small(source_rows: int | None, hint: str) -> str | None:
+    """``hint`` for a source of at most SMALL_MERGE_SOURCE_ROWS rows (None: not known)."""
+    return hint if source_rows is not None and source_rows <= SMALL_MERGE_SOURCE_ROWS else None
+
+
 def _merge(
     df: DataFrame,
     path: str,
@@ -198,7 +203,7 @@ def keys_in_table(
     the key column of the files whose key statistics overlap ``key_range`` (the lowest and
     highest key of ``df``). ``source_rows``: ``df``'s row count, to size the join."""
     keys = df.select(key)
-    if source_rows <= SMALL_MERGE_SOURCE_ROWS:
+    if _hint_if_small(source_rows, "broadcast"):
         keys = F.broadcast(keys)
     table_keys = (
         read_version(df.sparkSession, path, version)
@@ -224,7 +229,6 @@ def upsert(
     outside it are then not scanned for matches, which is most of the table when new keys
     sort after the old ones (sequences, time-ordered ids). ``source_rows``: ``df``'s row
     count, when known (a small source is hash-joined)."""
-    small = source_rows is not None and source_rows <= SMALL_MERGE_SOURCE_ROWS
     return _merge(
         df,
         path,
@@ -232,7 +236,7 @@ def upsert(
         commit_note,
         replace_matches=True,
         key_range=key_range,
-        join_hint="shuffle_hash" if small else None,
+        join_hint=_hint_if_small(source_rows, "shuffle_hash"),
     )
 
 
@@ -248,7 +252,6 @@ def replace_matching(
     every key the table holds (``keys_in_table``), the same table as ``upsert`` gives, by an
     inner join, which a small ``df`` makes a broadcast one instead of a sort of every touched
     file's rows. A row of ``df`` whose key the table does not hold would be dropped."""
-    small = source_rows <= SMALL_MERGE_SOURCE_ROWS
     return _merge(
         df,
         path,
@@ -257,7 +260,7 @@ def replace_matching(
         replace_matches=True,
         insert_new=False,
         key_range=key_range,
-        join_hint="broadcast" if small else None,
+        join_hint=_hint_if_small(source_rows, "broadcast"),
     )
 
 

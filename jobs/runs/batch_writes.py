@@ -426,9 +426,21 @@ class BatchWrites:
         ``curated_rows``: its row count; ``seen_version``: the curated table's version the plan
         saw (its files are this run's to compare ids with: the writer lock keeps other writers
         out, so what is found in them holds until this run commits)."""
-        plan, path, key = self.plan, self.tables.curated, "transaction_id"
         self.before_commit()
         failpoints.reached("before-curated-commit")
+        written = self._commit_curated(curated, id_range, curated_rows, seen_version)
+        failpoints.reached("curated-committed")
+        return written
+
+    def _commit_curated(
+        self,
+        curated: DataFrame,
+        id_range: tuple[str, str] | None,
+        curated_rows: int,
+        seen_version: int,
+    ) -> tuple[int, bool]:
+        """``_write_curated``'s commit, the cheapest of those with the same result."""
+        plan, path, key = self.plan, self.tables.curated, "transaction_id"
         if plan.mode == RANGE:
             assert plan.date_range is not None
             first, last = plan.date_range
@@ -440,13 +452,10 @@ class BatchWrites:
                 ["event_date"],
                 replace_where=f"event_date >= '{first}' AND event_date <= '{last}'",
             )
-            failpoints.reached("curated-committed")
             return version, False
         if id_range is None:
             log.info("merging into curated table %s by %s", path, key)
-            version = delta.upsert(curated, path, key, self.note)
-            failpoints.reached("curated-committed")
-            return version, False
+            return delta.upsert(curated, path, key, self.note), False
         if not keys_may_be_in_files(
             object_store.file_ranges(self.settings.s3, path, seen_version, key), id_range
         ):
@@ -463,29 +472,25 @@ class BatchWrites:
             if existing == 0:
                 log.info("appending to curated table %s: it holds no %s of the run", path, key)
         if existing == 0:
-            version = delta.append(curated.repartition("event_date"), path, self.note)
-            appended = True
-        elif existing == curated_rows:
+            return delta.append(curated.repartition("event_date"), path, self.note), True
+        if existing == curated_rows:
             log.info(
                 "replacing %d rows of curated table %s: the table holds every %s of the run",
                 existing,
                 path,
                 key,
             )
-            version = delta.replace_matching(curated, path, key, self.note, id_range, curated_rows)
-            appended = False
-        else:
-            log.info(
-                "merging into curated table %s by %s: %d of %d rows replace rows it holds",
-                path,
-                key,
-                existing,
-                curated_rows,
-            )
-            version = delta.upsert(curated, path, key, self.note, id_range, curated_rows)
-            appended = False
-        failpoints.reached("curated-committed")
-        return version, appended
+            return delta.replace_matching(
+                curated, path, key, self.note, id_range, curated_rows
+            ), False
+        log.info(
+            "merging into curated table %s by %s: %d of %d rows replace rows it holds",
+            path,
+            key,
+            existing,
+            curated_rows,
+        )
+        return delta.upsert(curated, path, key, self.note, id_range, curated_rows), False
 
     def _only_commit_since_synced(self, curated_version: int) -> bool:
         """True when ``curated_version``, this run's commit, is the first after the synced
