@@ -198,17 +198,24 @@ def keys_in_table(
     version: int,
     key_range: tuple[str, str],
     source_rows: int,
+    files: Sequence[str] | None = None,
 ) -> int:
     """How many of ``df``'s keys (one row per key) the table holds at ``version``: one scan of
     the key column of the files whose key statistics overlap ``key_range`` (the lowest and
-    highest key of ``df``). ``source_rows``: ``df``'s row count, to size the join."""
+    highest key of ``df``). ``source_rows``: ``df``'s row count, to size the join. ``files``:
+    those files, when every row of theirs is live and their columns are stored by name
+    (``object_store.files_for_keys``): read as plain Parquet, without the table's snapshot,
+    whose building and file filtering cost ten Spark jobs and 4-5 s on a 10M-row table;
+    None: read through Delta."""
     keys = df.select(key)
     if _hint_if_small(source_rows, "broadcast"):
         keys = F.broadcast(keys)
-    table_keys = (
-        read_version(df.sparkSession, path, version)
-        .select(key)
-        .where(F.col(key).between(F.lit(key_range[0]), F.lit(key_range[1])))
+    if files is None:
+        table = read_version(df.sparkSession, path, version)
+    else:
+        table = read_data_files(df.sparkSession, files, StructType([df.schema[key]]))
+    table_keys = table.select(key).where(
+        F.col(key).between(F.lit(key_range[0]), F.lit(key_range[1]))
     )
     return table_keys.join(keys, key, "left_semi").count()
 

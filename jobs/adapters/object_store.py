@@ -29,6 +29,7 @@ from pyspark.sql.types import StructType
 
 from jobs.config.settings import S3Settings
 from jobs.core.errors import ServiceUnavailableError, SourceError, first_line
+from jobs.core.planning import files_for_key_range
 
 if TYPE_CHECKING:
     import pyarrow
@@ -174,13 +175,24 @@ def read_columns(
 STATS_STRING_PREFIX = 32
 
 
-def file_ranges(
-    s3: S3Settings, path: str, version: int, column: str
-) -> list[tuple[str | None, str | None]]:
-    """The (lowest, highest) value of ``column`` in each data file of the table's ``version``,
-    as the log's file statistics give them; None where a file has none, and for a highest
-    value Delta may have cut short (STATS_STRING_PREFIX characters or more). The bounds
-    include the rows a deletion vector has marked: a file's values lie within them."""
+@dataclass(frozen=True)
+class KeyFiles:
+    """The data files of a table's version that may hold keys in a range (their key bounds
+    overlap it), and whether Spark may read them as plain Parquet, without the table's
+    snapshot: no deletion vector marks rows of theirs and columns are stored by name."""
+
+    uris: list[str]
+    plain: bool
+
+
+def files_for_keys(
+    s3: S3Settings, path: str, version: int, column: str, key_range: tuple[str, str]
+) -> KeyFiles:
+    """The files of the table's ``version`` whose lowest and highest ``column`` value, as the
+    log's file statistics give them, overlap ``key_range``. A file without statistics, or
+    whose highest value Delta may have cut short (STATS_STRING_PREFIX characters or more), is
+    among them. The bounds include the rows a deletion vector has marked: a file's values lie
+    within them."""
     import pyarrow as pa  # here, as in read_columns
 
     try:
@@ -197,7 +209,27 @@ def file_ranges(
     highest = [
         None if v is None or len(v) >= STATS_STRING_PREFIX else v for v in values(f"max.{column}")
     ]
-    return list(zip(values(f"min.{column}"), highest, strict=True))
+    ranges = list(zip(values(f"min.{column}"), highest, strict=True))
+    names = [str(name) for name in actions.column("path").to_pylist()]
+    uris = [f"{path.rstrip('/')}/{names[i]}" for i in files_for_key_range(ranges, key_range)]
+    if not uris:
+        return KeyFiles([], plain=True)
+    by_name = table.metadata().configuration.get("delta.columnMapping.mode", "none") == "none"
+    return KeyFiles(uris, plain=by_name and not _have_deletion_vectors(table, uris))
+
+
+def _have_deletion_vectors(table: DeltaTable, uris: Sequence[str]) -> bool:
+    """Whether a deletion vector marks rows of any of the table's files ``uris``."""
+    if "deletionVectors" not in (table.protocol().reader_features or []):
+        return False
+    import pyarrow as pa  # here, as in read_columns
+
+    def key(uri: str) -> str:
+        return unquote(split_path(uri)[1])
+
+    wanted = {key(uri) for uri in uris}
+    marked = pa.table(table.deletion_vectors()).column("filepath").to_pylist()
+    return any(key(str(uri)) in wanted for uri in marked)
 
 
 def table_version(s3: S3Settings, path: str) -> int | None:

@@ -106,17 +106,19 @@ def plan_run(
     return Plan(INCREMENTAL, first, raw_latest, reason=f"raw versions {first}..{raw_latest}")
 
 
-def keys_may_be_in_files(
+def files_for_key_range(
     file_ranges: Sequence[tuple[str | None, str | None]], key_range: tuple[str, str]
-) -> bool:
-    """Whether any file whose key bounds are ``file_ranges`` may hold a key in ``key_range``
-    (both ends included). A file without bounds may hold any key. False means a MERGE of rows
-    with keys in that range can match nothing: it is an append."""
+) -> list[int]:
+    """The positions in ``file_ranges`` (each file's lowest and highest key) of the files that
+    may hold a key in ``key_range`` (both ends included). A missing bound bounds nothing on
+    its side. None of them means a MERGE of rows with keys in that range can match nothing:
+    it is an append."""
     low, high = key_range
-    return any(
-        file_low is None or file_high is None or (file_low <= high and low <= file_high)
-        for file_low, file_high in file_ranges
-    )
+    return [
+        position
+        for position, (file_low, file_high) in enumerate(file_ranges)
+        if (file_low is None or file_low <= high) and (file_high is None or low <= file_high)
+    ]
 
 
 def curated_properties_to_set(

@@ -32,7 +32,7 @@ from jobs.core.models import (
     SummaryRow,
     SyncedRun,
 )
-from jobs.core.planning import Plan, curated_properties_to_set, keys_may_be_in_files
+from jobs.core.planning import Plan, curated_properties_to_set
 from jobs.core.schemas import CDF_COLUMNS, RAW_COLUMNS, SOURCE_VERSION
 from jobs.core.summary import add_changes
 from jobs.core.transforms import (
@@ -456,9 +456,8 @@ class BatchWrites:
         if id_range is None:
             log.info("merging into curated table %s by %s", path, key)
             return delta.upsert(curated, path, key, self.note), False
-        if not keys_may_be_in_files(
-            object_store.file_ranges(self.settings.s3, path, seen_version, key), id_range
-        ):
+        files = object_store.files_for_keys(self.settings.s3, path, seen_version, key, id_range)
+        if not files.uris:
             # No file's ids overlap the new rows' (new ids sort after the old ones): the MERGE
             # would insert every row, and an append does that in one Spark job instead of ten.
             # A replay of this run finds its own rows in the table and replaces them.
@@ -468,7 +467,15 @@ class BatchWrites:
             existing = 0
         else:
             # Which of the ids the table holds decides the cheapest commit with the same result.
-            existing = delta.keys_in_table(curated, path, key, seen_version, id_range, curated_rows)
+            existing = delta.keys_in_table(
+                curated,
+                path,
+                key,
+                seen_version,
+                id_range,
+                curated_rows,
+                files.uris if files.plain else None,
+            )
             if existing == 0:
                 log.info("appending to curated table %s: it holds no %s of the run", path, key)
         if existing == 0:

@@ -212,13 +212,46 @@ def test_an_upsert_given_its_key_range_reads_no_file_outside_it(
     assert sorted((r["id"], r["n"]) for r in rows) == [
         ("B-1", 3), ("B-2", 40), ("C-1", 5), ("C-2", 6)
     ]  # fmt: skip
-    # The bounds the run's append-or-MERGE choice reads from the log, with no Spark job; a
-    # text maximum Delta may have cut short (32 characters) bounds nothing.
+    # The files the run's append-or-MERGE choice finds by the log's bounds, with no Spark job;
+    # a text maximum Delta may have cut short (32 characters) bounds nothing.
     long_id = "Z-" + "9" * 40
     delta.append(spark.createDataFrame([(long_id, 8)], schema).coalesce(1), path, "z")
-    ranges = object_store.file_ranges(s3, path, 4, "id")
-    assert ("A-1", "A-2") in ranges and ("C-2", "C-2") in ranges
-    assert (long_id[:32], None) in ranges
+
+    def files(low: str, high: str) -> object_store.KeyFiles:
+        return object_store.files_for_keys(s3, path, 4, "id", (low, high))
+
+    assert files("A-0", "A-3") == object_store.KeyFiles([a_file], plain=True)
+    assert files("A-3", "A-9").uris == []  # between the A- file and the others
+    assert len(files("B-0", "C-9").uris) >= 1
+    [z_file] = files("Z-a", "Z-b").uris  # above the long id, which its cut maximum does not show
+    assert z_file in delta.read_version(spark, path, 4).where(f"id = '{long_id}'").inputFiles()
+
+
+def test_the_keys_a_table_holds_are_read_from_its_files_unless_rows_of_theirs_are_deleted(
+    spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
+) -> None:
+    """The count that chooses an incremental run's commit: read from the files the key range
+    falls in as plain Parquet when every row of theirs is live, the same count Delta gives;
+    a file a deletion vector marks rows of is read through Delta, because the plain read
+    would count a deleted row's key (an append would then have been taken for a MERGE)."""
+    path = bucket.path("keys")
+    schema = "id string, n int"
+    rows = spark.createDataFrame([("K-1", 1), ("K-2", 2), ("K-3", 3)], schema).coalesce(1)
+    delta.overwrite(rows, path, "k", new_table_properties={"delta.enableDeletionVectors": "true"})
+    DeltaTable.forPath(spark, path).delete("id = 'K-2'")
+    source = spark.createDataFrame([("K-2",), ("K-3",), ("K-4",)], "id string")
+    key_range = ("K-2", "K-4")
+
+    def count(version: int, uris: list[str] | None) -> int:
+        return delta.keys_in_table(source, path, "id", version, key_range, 3, uris)
+
+    before_delete = object_store.files_for_keys(s3, path, 0, "id", key_range)
+    assert before_delete.plain and len(before_delete.uris) == 1
+    assert count(0, before_delete.uris) == count(0, None) == 2
+    after_delete = object_store.files_for_keys(s3, path, 1, "id", key_range)
+    assert after_delete.uris == before_delete.uris and not after_delete.plain
+    assert count(1, None) == 1  # K-3
+    assert count(1, after_delete.uris) == 2  # what a plain read would have said
 
 
 def test_a_read_of_appended_commits_gives_the_change_feeds_rows_and_versions(

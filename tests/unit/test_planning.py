@@ -8,7 +8,7 @@ import pytest
 
 from jobs.core.errors import ConfigError
 from jobs.core.models import FULL, INCREMENTAL, RANGE, PipelineState, SyncedRun, UnfinishedRun
-from jobs.core.planning import curated_properties_to_set, keys_may_be_in_files, plan_run
+from jobs.core.planning import curated_properties_to_set, files_for_key_range, plan_run
 
 SYNCED = SyncedRun(run_id="r1", raw_version_to=4, curated_version=10, lookup_fingerprint="fp")
 DAYS = (date(2026, 11, 2), date(2026, 11, 3))
@@ -121,16 +121,17 @@ def test_an_unfinished_restore_refuses_every_run_until_it_is_run_again() -> None
 
 def test_keys_may_be_in_a_file_whose_bounds_overlap_their_range_or_that_has_none() -> None:
     files = [("TXN-a-000", "TXN-a-999"), ("TXN-b-000", "TXN-b-500")]
-    assert not keys_may_be_in_files(files, ("TXN-c-000", "TXN-c-999"))  # after every file
-    assert not keys_may_be_in_files(files, ("TXN-0", "TXN-9"))  # before every file
-    assert not keys_may_be_in_files(files, ("TXN-b-501", "TXN-b-999"))  # after the last key
-    assert keys_may_be_in_files(files, ("TXN-b-500", "TXN-c"))  # ends are included
-    assert keys_may_be_in_files(files, ("TXN-0", "TXN-a-000"))
-    assert keys_may_be_in_files(files, ("TXN-a-5", "TXN-a-6"))  # inside one file
-    assert keys_may_be_in_files(files, ("TXN-0", "TXN-z"))  # around both
-    assert keys_may_be_in_files([*files, (None, None)], ("TXN-c-000", "TXN-c-999"))
-    assert keys_may_be_in_files([("TXN-a", None)], ("TXN-c", "TXN-d"))
-    assert not keys_may_be_in_files([], ("TXN-c", "TXN-d"))
+    assert files_for_key_range(files, ("TXN-c-000", "TXN-c-999")) == []  # after every file
+    assert files_for_key_range(files, ("TXN-0", "TXN-9")) == []  # before every file
+    assert files_for_key_range(files, ("TXN-b-501", "TXN-b-999")) == []  # after the last key
+    assert files_for_key_range(files, ("TXN-b-500", "TXN-c")) == [1]  # ends are included
+    assert files_for_key_range(files, ("TXN-0", "TXN-a-000")) == [0]
+    assert files_for_key_range(files, ("TXN-a-5", "TXN-a-6")) == [0]  # inside one file
+    assert files_for_key_range(files, ("TXN-0", "TXN-z")) == [0, 1]  # around both
+    assert files_for_key_range([*files, (None, None)], ("TXN-c-000", "TXN-c-999")) == [2]
+    assert files_for_key_range([("TXN-a", None)], ("TXN-c", "TXN-d")) == [0]
+    assert files_for_key_range([("TXN-e", None), (None, "TXN-b")], ("TXN-c", "TXN-d")) == []
+    assert files_for_key_range([], ("TXN-c", "TXN-d")) == []
 
 
 WANTED = {"delta.enableDeletionVectors": "true", "delta.dataSkippingStatsColumns": "transaction_id"}
