@@ -152,7 +152,7 @@ def add_rejection_reasons(
             (F.col("amount").isNull() & ~amount_unparsed & ~any_row_error, "missing_amount"),
             (F.col("amount") <= 0, "amount_not_positive"),
             (blank("currency") & ~any_row_error, "missing_currency"),
-            (~blank("currency") & ~F.col("currency").isin(codes), "unknown_currency"),
+            (~blank("currency") & ~key_in("currency", codes), "unknown_currency"),
             (
                 F.col("event_ts").isNull() & ~event_ts_unparsed & ~any_row_error,
                 "missing_event_ts",
