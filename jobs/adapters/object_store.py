@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -189,10 +189,10 @@ def files_for_keys(
     s3: S3Settings, path: str, version: int, column: str, key_range: tuple[str, str]
 ) -> KeyFiles:
     """The files of the table's ``version`` whose lowest and highest ``column`` value, as the
-    log's file statistics give them, overlap ``key_range``. A file without statistics, or
-    whose highest value Delta may have cut short (STATS_STRING_PREFIX characters or more), is
-    among them. The bounds include the rows a deletion vector has marked: a file's values lie
-    within them."""
+    log's file statistics give them, overlap ``key_range``. A bound a file lacks, and a
+    highest value Delta may have cut short (STATS_STRING_PREFIX characters or more), bounds
+    nothing on its side. The bounds include the rows a deletion vector has marked: a file's
+    values lie within them."""
     import pyarrow as pa  # here, as in read_columns
 
     try:
@@ -214,13 +214,23 @@ def files_for_keys(
     uris = [f"{path.rstrip('/')}/{names[i]}" for i in files_for_key_range(ranges, key_range)]
     if not uris:
         return KeyFiles([], plain=True)
-    by_name = table.metadata().configuration.get("delta.columnMapping.mode", "none") == "none"
+    by_name = _columns_by_name(table.metadata().configuration)
     return KeyFiles(uris, plain=by_name and not _have_deletion_vectors(table, uris))
+
+
+def _columns_by_name(properties: Mapping[str, str]) -> bool:
+    """Whether the table stores its columns under their own names (no column mapping), so
+    that its Parquet files can be read with the table's schema."""
+    return properties.get("delta.columnMapping.mode", "none") == "none"
+
+
+def _may_have_deletion_vectors(table: DeltaTable) -> bool:
+    return "deletionVectors" in (table.protocol().reader_features or [])
 
 
 def _have_deletion_vectors(table: DeltaTable, uris: Sequence[str]) -> bool:
     """Whether a deletion vector marks rows of any of the table's files ``uris``."""
-    if "deletionVectors" not in (table.protocol().reader_features or []):
+    if not _may_have_deletion_vectors(table):
         return False
     import pyarrow as pa  # here, as in read_columns
 
@@ -279,7 +289,7 @@ def missing_version_files(s3: S3Settings, path: str, version: int) -> list[str]:
 def _missing_deletion_vector(table: DeltaTable) -> list[str]:
     """[the path of a deletion-vector file of the table's version that cannot be read, or the
     reader's message], or []."""
-    if "deletionVectors" not in (table.protocol().reader_features or []):
+    if not _may_have_deletion_vectors(table):
         return []
     try:
         table.deletion_vectors().read_all()
@@ -386,7 +396,7 @@ def appended_files(
         schema, properties = latest.schema, latest.properties
     else:
         return None
-    if properties.get("delta.columnMapping.mode", "none") != "none":
+    if not _columns_by_name(properties):
         return None
     rows = None if None in records else sum(n for n in records if n is not None)
     return AppendedFiles(path, versions, schema, rows)
