@@ -242,6 +242,33 @@ def _have_deletion_vectors(table: DeltaTable, uris: Sequence[str]) -> bool:
     return any(key(str(uri)) in wanted for uri in marked)
 
 
+def keys_held(s3: S3Settings, path: str, version: int, column: str, keys: Sequence[str]) -> int:
+    """How many of ``keys`` the table's ``version`` holds in ``column`` (text), counted by
+    delta-rs's DataFusion engine in this process, which applies deletion vectors and skips
+    the files and row groups whose statistics lie outside the keys' range: no Spark job,
+    for a few thousand keys at most (they are written into the query)."""
+    import pyarrow as pa  # here, as in read_columns
+
+    if not keys:
+        return 0
+
+    def literal(value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    name = '"' + column.replace('"', '""') + '"'
+    query = (
+        f"SELECT count(DISTINCT {name}) AS n FROM t WHERE {name} BETWEEN "
+        f"{literal(min(keys))} AND {literal(max(keys))} "
+        f"AND {name} IN ({', '.join(literal(key) for key in keys)})"
+    )
+    try:
+        table = DeltaTable(path, version=version, storage_options=delta_storage_options(s3))
+        result = pa.table(QueryBuilder().register("t", table).execute(query).read_all())
+    except (DeltaError, OSError) as error:
+        raise _log_unreadable(s3, path, error) from None
+    return int(result.column("n")[0].as_py())
+
+
 def table_version(s3: S3Settings, path: str) -> int | None:
     """The newest committed version of the Delta table at ``path``, or None if there is none."""
     table = _open_table(s3, path)

@@ -467,15 +467,7 @@ class BatchWrites:
             existing = 0
         else:
             # Which of the ids the table holds decides the cheapest commit with the same result.
-            existing = delta.keys_in_table(
-                curated,
-                path,
-                key,
-                seen_version,
-                id_range,
-                curated_rows,
-                files.uris if files.plain else None,
-            )
+            existing = self._ids_held(curated, files, id_range, curated_rows, seen_version)
             if existing == 0:
                 log.info("appending to curated table %s: it holds no %s of the run", path, key)
         if existing == 0:
@@ -498,6 +490,35 @@ class BatchWrites:
             curated_rows,
         )
         return delta.upsert(curated, path, key, self.note, id_range, curated_rows), False
+
+    def _ids_held(
+        self,
+        curated: DataFrame,
+        files: object_store.KeyFiles,
+        id_range: tuple[str, str],
+        curated_rows: int,
+        seen_version: int,
+    ) -> int:
+        """How many of ``curated``'s transaction ids the curated table's ``seen_version``
+        holds; ``files``: its files that may hold them. Files whose rows are all live are read
+        by Spark as Parquet; where deletion vectors mark rows (after a MERGE of corrections),
+        a run of at most FEW_ROWS rows asks delta-rs, which applies them, for its ids, and a
+        larger one reads the table through Delta (its snapshot costs about ten Spark jobs)."""
+        path, key = self.tables.curated, "transaction_id"
+        if files.plain:
+            return delta.keys_in_table(
+                curated, path, key, seen_version, id_range, curated_rows, files.uris
+            )
+        if curated_rows <= FEW_ROWS:
+            log.info(
+                "deletion vectors mark rows of curated's files in the run's %s range: "
+                "counting its %d ids there with delta-rs",
+                key,
+                curated_rows,
+            )
+            ids = [str(row[0]) for row in curated.select(key).collect()]
+            return object_store.keys_held(self.settings.s3, path, seen_version, key, ids)
+        return delta.keys_in_table(curated, path, key, seen_version, id_range, curated_rows)
 
     def _only_commit_since_synced(self, curated_version: int) -> bool:
         """True when ``curated_version``, this run's commit, is the first after the synced

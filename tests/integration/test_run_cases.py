@@ -127,7 +127,9 @@ def test_corrections_alone_replace_rows_and_new_ids_among_old_ones_are_appended(
 ) -> None:
     """A run whose every id the curated table holds (late corrections) replaces them by a MERGE
     that inserts nothing; a run whose ids all lie within the table's id range but are new is a
-    plain append. Both keep the invariants: one row per id, the summary the table's."""
+    plain append; the same ids corrected again, their old rows now marked by the first MERGE's
+    deletion vectors, are replaced again. All keep the invariants: one row per id, the summary
+    the table's."""
     run_batch_here(spark, pipeline.env)  # S0 -> the clean state
     tables = pipeline.bucket.tables
     curated = spark.read.format("delta").load(tables.curated)
@@ -169,6 +171,22 @@ def test_corrections_alone_replace_rows_and_new_ids_among_old_ones_are_appended(
     after = spark.read.format("delta").load(tables.curated)
     assert after.count() == len(amounts) + len(sample)
     assert after.groupBy("transaction_id").count().filter("count > 1").count() == 0
+    assert read_outputs(pipeline).summary == curated_summary(spark, pipeline)
+
+    # Corrected again: the first MERGE's deletion vectors mark rows of the files these ids
+    # fall in, so a small run's ids are counted there by delta-rs, which applies them.
+    again = ground.work / "corrections-again.csv"
+    again.write_text(
+        header + "".join(csv_line(r, r["transaction_id"], r["amount"] + 2) for r in sample)
+    )
+    ingest_here(spark, pipeline.env, str(again))
+    job = run_batch_here(spark, pipeline.env)
+    assert f"counting its {len(sample)} ids there with delta-rs" in job.output
+    assert "the table holds every transaction_id of the run" in job.output
+    final = spark.read.format("delta").load(tables.curated)
+    assert final.count() == len(amounts) + len(sample)
+    amounts = {r["transaction_id"]: r["amount"] for r in final.collect()}
+    assert all(amounts[r["transaction_id"]] == r["amount"] + 2 for r in sample)
     assert read_outputs(pipeline).summary == curated_summary(spark, pipeline)
 
 
