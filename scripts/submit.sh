@@ -45,9 +45,9 @@ jvm_opts+=(-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=60
 # 144.3 -> 109.8 and 117.0 s. A collector named in ENRICH_DRIVER_JVM_OPTS replaces it (the JVM
 # refuses two). With it, an object that survives one young collection is promoted at once
 # (MaxTenuringThreshold=1): a full run's cached batches were otherwise copied between the
-# survivor spaces up to 15 times before reaching the old generation. Measured (a 10M full run,
-# alternated): GC pauses 8.2 -> 6.5 s, wall 99.6-100.7 s (4 runs) -> 96.2 and 96.2 s; 1,000-row
-# runs unchanged (15.4-17.4 against 15.3-17.0 s).
+# survivor spaces up to 15 times before reaching the old generation. Measured (10M full runs,
+# alternated, 5 each): GC pauses 8.2-10.1 -> 6.5-8.6 s in every pair; wall within the hour's
+# noise (99.3-105.2 against 96.2-106.9 s); 1,000-row runs unchanged (docs/performance.md).
 case " ${ENRICH_DRIVER_JVM_OPTS:-} ${SPARK_SUBMIT_OPTS:-} " in
   *" -XX:+Use"*"GC "*) ;;
   *) jvm_opts+=(-XX:+UseParallelGC -XX:MaxTenuringThreshold=1) ;;
