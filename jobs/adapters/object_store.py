@@ -157,7 +157,7 @@ def read_columns(
     table = DeltaTable(path, storage_options=delta_storage_options(s3))
 
     def quoted(names: Sequence[str]) -> str:
-        return ", ".join('"' + name.replace('"', '""') + '"' for name in names)
+        return ", ".join(_sql_name(name) for name in names)
 
     query = f"SELECT {quoted(columns)} FROM t" + (
         f" ORDER BY {quoted(order_by)}" if order_by else ""
@@ -167,6 +167,11 @@ def read_columns(
     return rows.cast(
         pa.schema([field.with_type(plain.get(field.type, field.type)) for field in rows.schema])
     )
+
+
+def _sql_name(name: str) -> str:
+    """A column name quoted for the SQL of delta-rs's DataFusion engine."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 # Delta keeps the first 32 characters of a text column's min and max in its file statistics
@@ -255,7 +260,7 @@ def keys_held(s3: S3Settings, path: str, version: int, column: str, keys: Sequen
     def literal(value: str) -> str:
         return "'" + value.replace("'", "''") + "'"
 
-    name = '"' + column.replace('"', '""') + '"'
+    name = _sql_name(column)
     query = (
         f"SELECT count(DISTINCT {name}) AS n FROM t WHERE {name} BETWEEN "
         f"{literal(min(keys))} AND {literal(max(keys))} "

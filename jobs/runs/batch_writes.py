@@ -505,11 +505,7 @@ class BatchWrites:
         a run of at most FEW_ROWS rows asks delta-rs, which applies them, for its ids, and a
         larger one reads the table through Delta (its snapshot costs about ten Spark jobs)."""
         path, key = self.tables.curated, "transaction_id"
-        if files.plain:
-            return delta.keys_in_table(
-                curated, path, key, seen_version, id_range, curated_rows, files.uris
-            )
-        if curated_rows <= FEW_ROWS:
+        if not files.plain and curated_rows <= FEW_ROWS:
             log.info(
                 "deletion vectors mark rows of curated's files in the run's %s range: "
                 "counting its %d ids there with delta-rs",
@@ -518,7 +514,10 @@ class BatchWrites:
             )
             ids = [str(row[0]) for row in curated.select(key).collect()]
             return object_store.keys_held(self.settings.s3, path, seen_version, key, ids)
-        return delta.keys_in_table(curated, path, key, seen_version, id_range, curated_rows)
+        plain_files = files.uris if files.plain else None
+        return delta.keys_in_table(
+            curated, path, key, seen_version, id_range, curated_rows, plain_files
+        )
 
     def _only_commit_since_synced(self, curated_version: int) -> bool:
         """True when ``curated_version``, this run's commit, is the first after the synced
