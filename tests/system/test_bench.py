@@ -74,6 +74,12 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     full_jobs = results["job"]["detail"]["spark"]
     assert full_jobs["spark_jobs"] == sum(p["spark_jobs"] for p in full_jobs["phases"].values())
     assert {"classify", "curated", "quarantine", "summary"} <= set(full_jobs["phases"])
+    # The headline run (the largest size) was recorded, and its samples sorted into parts.
+    profile = full_jobs["cpu_profile"]
+    assert profile["samples"] > 0
+    assert sum(p["samples"] for p in profile["parts"]) == profile["samples"]
+    assert "Parquet encoding (write)" in {p["part"] for p in profile["parts"]}
+    assert "CPU on Java threads:" in result.stderr  # the progress lines
     incremental = results["one_percent"]["detail"]["spark"]
     assert incremental["spark_jobs"] > 0 and "curated" in incremental["phases"]
     assert "Spark jobs per incremental run" in result.stdout
