@@ -28,10 +28,15 @@ from jobs.core.transforms import (
     curated_rows,
     daily_category_summary,
     parse_input_records,
-    quarantined_rows,
     superseded_rows,
 )
-from jobs.runs.batch_writes import classify_rows, count_rows, output_columns, raw_rows
+from jobs.runs.batch_writes import (
+    classify_rows,
+    count_rows,
+    output_columns,
+    quarantine_rows,
+    raw_rows,
+)
 from jobs.runs.ingest import IngestOptions, read_input
 
 HEADER = "transaction_id,merchant_id,amount,currency,event_ts\n"
@@ -84,12 +89,16 @@ def ingest(spark: SparkSession, raw: str, file: Path, lines: list[str]) -> None:
     delta.append(parsed, raw, "training", delta.RAW_TABLE_PROPERTIES)
 
 
-def classified(spark: SparkSession, settings: Settings, first: int, last: int) -> DataFrame:
+def classified(
+    spark: SparkSession, settings: Settings, first: int, last: int
+) -> tuple[DataFrame, DataFrame]:
+    """The classified rows with lineage, and their quarantine rows."""
     raw = raw_rows(spark, settings.tables.raw, first, last)
     as_of = datetime.now(UTC)
     rows = classify_rows(raw, lookup_frames(spark, settings), settings, as_of).persist()
     count_rows(rows, settings)
-    return rows.transform(add_lineage("training", as_of))
+    rows = rows.transform(add_lineage("training", as_of))
+    return rows, quarantine_rows(rows, settings, as_of)
 
 
 def train(spark: SparkSession, config: str, work: Path) -> None:
@@ -97,11 +106,11 @@ def train(spark: SparkSession, config: str, work: Path) -> None:
     tables = settings.tables
     ingest(spark, tables.raw, work / "first.csv", FIRST)
     ingest(spark, tables.raw, work / "second.csv", SECOND)
-    full = classified(spark, settings, 0, 0)
+    full, full_quarantine = classified(spark, settings, 0, 0)
     rows = full.transform(curated_rows(output_columns(settings)))
     delta.overwrite(rows.repartition("event_date"), tables.curated, "training", ["event_date"])
-    delta.overwrite(full.transform(quarantined_rows), tables.quarantine, "training")
-    later = classified(spark, settings, 1, 1)
+    delta.overwrite(full_quarantine, tables.quarantine, "training")
+    later, later_quarantine = classified(spark, settings, 1, 1)
     version = delta.upsert(
         later.transform(curated_rows(output_columns(settings))),
         tables.curated,
@@ -111,7 +120,7 @@ def train(spark: SparkSession, config: str, work: Path) -> None:
     changes = delta.read_changes(spark, tables.curated, 1, version)
     changes.transform(changed_dates).collect()
     superseded = changes.transform(superseded_rows("training", datetime.now(UTC)))
-    quarantine = later.transform(quarantined_rows).unionByName(superseded)
+    quarantine = later_quarantine.unionByName(superseded)
     delta.insert_missing(quarantine, tables.quarantine, "_record_id", "training")
     committed = delta.read_version(spark, tables.curated, version)
     committed.filter(F.col("event_date").isin([datetime(2026, 11, 4).date()])).transform(

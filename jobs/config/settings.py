@@ -18,6 +18,7 @@ from jobs.config.postgres_url import PostgresTarget, parse_postgres_url
 from jobs.config.secrets import secret_from_env
 from jobs.core.errors import ConfigError
 from jobs.core.models import LookupSpec
+from jobs.core.schemas import RAW_COLUMNS
 
 CONFIG_NAME = "enrichment.toml"
 NEW_COLUMN_POLICIES = ("refuse", "ignore")
@@ -149,6 +150,13 @@ def _lookup_spec(raw: Mapping[str, Any], index: int, source: Path) -> LookupSpec
         if not _COLUMN_NAME.match(name):
             raise ConfigError(f"{where}: column name {name!r} is not a plain identifier")
     outputs = set(spec.columns.values())
+    lineage = {"event_date", "_run_id", "_enriched_at", "_source_version"}
+    taken = sorted(outputs & {*RAW_COLUMNS, *lineage})
+    if taken:
+        raise ConfigError(
+            f"{where}: output column {taken[0]!r} is a column of the curated rows already "
+            "(the raw table's or the lineage's): name the lookup's column differently"
+        )
     for setting in ("when_unmatched", "when_null"):
         for column in getattr(spec, setting):
             if column not in outputs:

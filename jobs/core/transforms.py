@@ -130,18 +130,17 @@ def parse_input_records(source_file: Column, ingest_id: str, ingested_at: dateti
 # --------------------------------------------------------------------------------------------
 
 
-def add_rejection_reasons(
-    as_of: datetime, max_future_minutes: int, currencies: Iterable[str]
-) -> Transform:
-    """Add ``rejection_reasons`` (every rule a row breaks) and ``_is_valid`` (none broken).
+class _Checks:
+    """The validation rules of one run's clock: the reasons a row breaks, and whether it breaks
+    none. ``as_of`` is the run's clock, passed in so the result does not depend on when it is
+    computed."""
 
-    ``as_of`` is the run's clock, passed in so the result does not depend on when it is computed.
-    """
-    latest_allowed = as_of + timedelta(minutes=max_future_minutes)
-    codes = sorted(set(currencies))
+    def __init__(self, as_of: datetime, max_future_minutes: int, currencies: Iterable[str]):
+        self.latest_allowed = as_of + timedelta(minutes=max_future_minutes)
+        self.codes = sorted(set(currencies))
 
     def rules(
-        any_row_error: Column, amount_unparsed: Column, event_ts_unparsed: Column
+        self, any_row_error: Column, amount_unparsed: Column, event_ts_unparsed: Column
     ) -> list[tuple[Column, str]]:
         def blank(name: str) -> Column:
             return F.col(name).isNull() | (F.trim(F.col(name)) == "")
@@ -152,25 +151,37 @@ def add_rejection_reasons(
             (F.col("amount").isNull() & ~amount_unparsed & ~any_row_error, "missing_amount"),
             (F.col("amount") <= 0, "amount_not_positive"),
             (blank("currency") & ~any_row_error, "missing_currency"),
-            (~blank("currency") & ~key_in("currency", codes), "unknown_currency"),
+            (~blank("currency") & ~key_in("currency", self.codes), "unknown_currency"),
             (
                 F.col("event_ts").isNull() & ~event_ts_unparsed & ~any_row_error,
                 "missing_event_ts",
             ),
             (
-                F.col("event_ts") > F.lit(latest_allowed).cast(TimestampType()),
+                F.col("event_ts") > F.lit(self.latest_allowed).cast(TimestampType()),
                 "event_ts_in_future",
             ),
         ]
 
-    def apply(df: DataFrame) -> DataFrame:
-        parse_errors = F.coalesce(F.col("_parse_errors"), F.array().cast("array<string>"))
+    @staticmethod
+    def parse_errors() -> Column:
+        return F.coalesce(F.col("_parse_errors"), F.array().cast("array<string>"))
+
+    def breaks_none(self) -> Column:
+        """True for a row that parsed whole and breaks no rule, without array functions."""
+        breaks_none = F.size(self.parse_errors()) == 0
+        for rule, _ in self.rules(F.lit(False), F.lit(False), F.lit(False)):
+            breaks_none = breaks_none & ~F.coalesce(rule, F.lit(False))
+        return breaks_none
+
+    def reasons(self) -> Column:
+        """Every rule the row breaks (empty for a row that breaks none)."""
+        parse_errors = self.parse_errors()
         malformed = F.transform(parse_errors, lambda e: F.concat(F.lit("malformed_record: "), e))
 
         def field_unparsed(prefix: str) -> Column:
             return F.exists(parse_errors, lambda e: e.startswith(prefix))
 
-        every_rule = rules(
+        every_rule = self.rules(
             F.exists(parse_errors, lambda e: e.startswith("record")),
             field_unparsed("amount"),
             field_unparsed("event_ts"),
@@ -179,14 +190,32 @@ def add_rejection_reasons(
             malformed,
             F.array_compact(F.array(*[F.when(rule, F.lit(name)) for rule, name in every_rule])),
         )
-        # The same rules for a row that parsed whole, without the array functions: Spark
-        # interprets those (no generated code) and nearly every row breaks no rule.
-        parsed_whole = F.size(parse_errors) == 0
-        breaks_none = parsed_whole
-        for rule, _ in rules(F.lit(False), F.lit(False), F.lit(False)):
-            breaks_none = breaks_none & ~F.coalesce(rule, F.lit(False))
-        reasons = F.when(breaks_none, F.array().cast("array<string>")).otherwise(reasons)
-        return df.withColumn(REASONS, reasons).withColumn(IS_VALID, F.size(REASONS) == 0)
+        return F.when(self.breaks_none(), F.array().cast("array<string>")).otherwise(reasons)
+
+
+def add_rejection_reasons(
+    as_of: datetime, max_future_minutes: int, currencies: Iterable[str]
+) -> Transform:
+    """Add ``rejection_reasons`` (every rule a row breaks) and ``_is_valid`` (none broken)."""
+    checks = _Checks(as_of, max_future_minutes, currencies)
+
+    def apply(df: DataFrame) -> DataFrame:
+        return df.withColumn(REASONS, checks.reasons()).withColumn(IS_VALID, F.size(REASONS) == 0)
+
+    return apply
+
+
+def add_validity(as_of: datetime, max_future_minutes: int, currencies: Iterable[str]) -> Transform:
+    """Add ``_is_valid`` alone: what ``add_rejection_reasons`` gives it, from the same rules.
+
+    The reasons take array functions with lambdas (``transform``, ``exists``, ``filter``),
+    which Spark evaluates row by row outside generated code, and an operator holding one
+    leaves whole-stage code generation: a run classifies every row with this, and gives the
+    reasons to the rows it quarantines only (``rejected_rows``)."""
+    checks = _Checks(as_of, max_future_minutes, currencies)
+
+    def apply(df: DataFrame) -> DataFrame:
+        return df.withColumn(IS_VALID, checks.breaks_none())
 
     return apply
 
@@ -357,6 +386,18 @@ def quarantined_rows(df: DataFrame) -> DataFrame:
         .withColumn(REASONS, reasons)
         .select(*QUARANTINE_COLUMNS)
     )
+
+
+def rejected_rows(as_of: datetime, max_future_minutes: int, currencies: Iterable[str]) -> Transform:
+    """``quarantined_rows`` of rows classified with ``add_validity``: the rows it keeps get
+    their reasons (the same rules and clock) first."""
+
+    def apply(df: DataFrame) -> DataFrame:
+        kept = df.filter(~F.col(IS_VALID) | F.col(IS_DUPLICATE))
+        reasons = add_rejection_reasons(as_of, max_future_minutes, currencies)
+        return kept.transform(reasons).transform(quarantined_rows)
+
+    return apply
 
 
 def run_counts(first_lookup: LookupSpec, top: int = 5, id_range: bool = True) -> Transform:

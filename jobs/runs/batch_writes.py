@@ -41,7 +41,7 @@ from jobs.core.transforms import (
     CURATED_ID_LOW,
     UNMATCHED_VALUE,
     add_lineage,
-    add_rejection_reasons,
+    add_validity,
     appended_rows,
     as_inserts,
     curated_rows,
@@ -50,8 +50,8 @@ from jobs.core.transforms import (
     flag_superseded_duplicates,
     join_lookup,
     key_in,
-    quarantined_rows,
     raw_changes_as_rows,
+    rejected_rows,
     run_counts,
     summary_changes,
     superseded_rows,
@@ -93,15 +93,22 @@ class QuarantineSync:
 def classify_rows(
     raw: DataFrame, lookups: Sequence[DataFrame], settings: Settings, as_of: datetime
 ) -> DataFrame:
-    """Every raw row with its rejection reasons, duplicate flag and lookup columns. The run's
+    """Every raw row with its validity, duplicate flag and lookup columns; the reasons of the
+    rows it quarantines come later (``quarantine_rows``), in the quarantine's own query. The run's
     lineage (``add_lineage``) is added by the caller after its cache: the same two values on
     every row, they cost the cache a copy per row (docs/performance.md)."""
     classified = raw.transform(
-        add_rejection_reasons(as_of, settings.max_future_minutes, ISO_4217_CODES)
+        add_validity(as_of, settings.max_future_minutes, ISO_4217_CODES)
     ).transform(flag_superseded_duplicates)
     for spec, lookup in zip(settings.lookups, lookups, strict=True):
         classified = classified.transform(join_lookup(lookup, spec))
     return classified
+
+
+def quarantine_rows(classified: DataFrame, settings: Settings, as_of: datetime) -> DataFrame:
+    """The quarantine table's rows of ``classify_rows``' result, with their reasons (checked
+    against the same clock, ``as_of``, as the classification)."""
+    return classified.transform(rejected_rows(as_of, settings.max_future_minutes, ISO_4217_CODES))
 
 
 def raw_rows(
@@ -340,6 +347,9 @@ class BatchWrites:
             failpoints.fail_first_task_attempts
         )
 
+    def _quarantine_rows(self, classified: DataFrame) -> DataFrame:
+        return quarantine_rows(classified, self.settings, self.start.started_at)
+
     def _counts(
         self, classified: DataFrame
     ) -> tuple[RunCounts, list[tuple[str, int]], tuple[str, str] | None]:
@@ -409,7 +419,7 @@ class BatchWrites:
         self.before_commit()
         log.info("replacing quarantine table %s", self.tables.quarantine)
         quarantine_version = delta.overwrite(
-            classified.transform(quarantined_rows), self.tables.quarantine, self.note
+            self._quarantine_rows(classified), self.tables.quarantine, self.note
         )
         failpoints.reached("quarantine-committed")
         return version, quarantine_version
@@ -542,7 +552,7 @@ class BatchWrites:
         rows as inserts and replaces nothing, so it is not read back."""
         assert self.synced is not None and self.synced.curated_version is not None
         since = self.synced.curated_version
-        quarantine = classified.transform(quarantined_rows) if classified is not None else None
+        quarantine = self._quarantine_rows(classified) if classified is not None else None
         if curated_version <= since:
             return QuarantineSync(self._insert_quarantine(quarantine), 0, [])
         if own_append is not None:

@@ -121,6 +121,20 @@ def test_lookup_table_name_that_is_not_an_identifier_is_refused(tmp_path: Path) 
         load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
 
 
+def test_a_lookup_output_named_like_a_column_of_the_rows_is_refused(tmp_path: Path) -> None:
+    """The rules read the raw columns after the joins: an output called ``currency`` would
+    replace the value they check (and curated would hold two columns of that name)."""
+    config = (
+        (ROOT / "conf" / "enrichment.toml")
+        .read_text()
+        .replace('category = "enriched_category"', 'category = "currency"')
+    )
+    path = tmp_path / "enrichment.toml"
+    path.write_text(config)
+    with pytest.raises(ConfigError, match="output column 'currency' is a column of the curated"):
+        load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+
+
 def test_parse_args() -> None:
     import datetime as dt
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -31,8 +32,10 @@ from jobs.core.schemas import (
     SOURCE_VERSION,
 )
 from jobs.core.transforms import (
+    Transform,
     add_lineage,
     add_rejection_reasons,
+    add_validity,
     appended_rows,
     as_inserts,
     changed_dates,
@@ -45,6 +48,7 @@ from jobs.core.transforms import (
     parse_input_records,
     quarantined_rows,
     raw_changes_as_rows,
+    rejected_rows,
     run_counts,
     summary_changes,
     superseded_rows,
@@ -254,6 +258,34 @@ def test_rows_without_parse_errors_get_the_same_reasons_as_rows_with_an_empty_li
         assert got == {tid: (reasons, not reasons) for tid, reasons in expected.items()}
 
 
+def test_validity_alone_says_what_the_reasons_say_without_array_functions(
+    spark: SparkSession,
+) -> None:
+    """The classification checks every row with ``add_validity``: the same verdict as the
+    reasons give (valid = no reason), and a plan that stays in whole-stage generated code (the
+    reasons' ``transform``/``exists``/``filter`` would take the operator out of it)."""
+    df = raw_rows(
+        spark,
+        [
+            ("OK", "M1", Decimal("1.00"), "USD", ts("2026-11-20T12:59:00+00:00"), INGESTED, []),
+            ("NULLERR", "M1", Decimal("1.00"), "USD", ts("2026-11-20T12:59:00+00:00"), INGESTED, None),
+            ("NEG", "M1", Decimal("-5.00"), "USD", ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+            ("FUT", "", Decimal("1.00"), "EUR", ts("2026-11-20T13:01:00+00:00"), INGESTED, []),
+            (" ", "M1", None, None, ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+            ("CUR", "M1", Decimal("1.00"), "XYZ", ts("2026-11-01T00:00:00+00:00"), INGESTED, []),
+            ("BAD", "M1", None, "USD", None, INGESTED, ["amount 'x' is not a number"]),
+            (None, None, None, None, None, INGESTED, ["record could not be split into fields"]),
+        ],
+    )  # fmt: skip
+    valid = df.transform(add_validity(AS_OF, 60, {"USD", "EUR"}))
+    verdicts = {row["transaction_id"]: row["_is_valid"] for row in valid.collect()}
+    assert verdicts == {tid: not reasons for tid, reasons in reasons_of(df).items()}
+    assert verdicts["OK"] and verdicts["NULLERR"] and not verdicts["BAD"]
+    plan = valid._jdf.queryExecution().executedPlan().toString()
+    projects = [line for line in plan.splitlines() if "Project [" in line]
+    assert projects and all("*(" in line for line in projects), plan  # in generated code
+
+
 def test_malformed_line_is_only_reported_as_malformed(spark: SparkSession) -> None:
     df = raw_rows(
         spark, [(None, None, None, None, None, INGESTED, ["record could not be split into fields"])]
@@ -416,7 +448,9 @@ def test_a_temporal_lookup_joins_the_version_valid_at_each_event(spark: SparkSes
 # --------------------------------------------------------------------------------------------
 
 
-def classified(spark: SparkSession) -> DataFrame:
+def classified(
+    spark: SparkSession, validate: Callable[..., Transform] = add_rejection_reasons
+) -> DataFrame:
     df = raw_rows(
         spark,
         [
@@ -468,11 +502,25 @@ def classified(spark: SparkSession) -> DataFrame:
         ],
     )
     return (
-        df.transform(add_rejection_reasons(AS_OF, 60, {"USD"}))
+        df.transform(validate(AS_OF, 60, {"USD"}))
         .transform(flag_superseded_duplicates)
         .transform(join_lookup(merchants(spark), MERCHANT))
         .transform(add_lineage("run-1", AS_OF))
     )
+
+
+def test_rows_classified_by_validity_alone_are_quarantined_with_their_reasons(
+    spark: SparkSession,
+) -> None:
+    """``rejected_rows`` (the runs' quarantine) on rows classified with ``add_validity`` gives
+    the rows and reasons ``quarantined_rows`` gives on rows classified with the reasons."""
+    with_reasons = classified(spark)
+    by_validity = classified(spark, add_validity)
+    expected = with_reasons.transform(quarantined_rows)
+    got = by_validity.transform(rejected_rows(AS_OF, 60, {"USD"}))
+    assert got.columns == expected.columns
+    assert_df_equality(got, expected, ignore_row_order=True)
+    assert "rejection_reasons" not in by_validity.columns  # the classification carries none
 
 
 def test_every_row_lands_in_exactly_one_output_and_counts_reconcile(spark: SparkSession) -> None:
