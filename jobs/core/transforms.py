@@ -390,12 +390,13 @@ def quarantined_rows(df: DataFrame) -> DataFrame:
 
 def rejected_rows(as_of: datetime, max_future_minutes: int, currencies: Iterable[str]) -> Transform:
     """``quarantined_rows`` of rows classified with ``add_validity``: the rows it keeps get
-    their reasons (the same rules and clock) first."""
+    their reasons (the same rules and clock) first; their ``_is_valid`` is the
+    classification's, not derived again from the reasons."""
+    checks = _Checks(as_of, max_future_minutes, currencies)
 
     def apply(df: DataFrame) -> DataFrame:
         kept = df.filter(~F.col(IS_VALID) | F.col(IS_DUPLICATE))
-        reasons = add_rejection_reasons(as_of, max_future_minutes, currencies)
-        return kept.transform(reasons).transform(quarantined_rows)
+        return kept.withColumn(REASONS, checks.reasons()).transform(quarantined_rows)
 
     return apply
 

@@ -109,30 +109,29 @@ def test_secret_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
         load_settings(env)
 
 
-def test_lookup_table_name_that_is_not_an_identifier_is_refused(tmp_path: Path) -> None:
-    config = (
-        (ROOT / "conf" / "enrichment.toml")
-        .read_text()
-        .replace('table = "reference.merchant_lookup"', 'table = "merchant_lookup; DROP TABLE x"')
-    )
+def env_with_config(tmp_path: Path, old: str, new: str) -> dict[str, str]:
+    """BASE_ENV pointed at the shipped conf/enrichment.toml with ``old`` replaced by ``new``."""
+    shipped = (ROOT / "conf" / "enrichment.toml").read_text()
+    assert old in shipped  # the test changes the setting it means to
     path = tmp_path / "enrichment.toml"
-    path.write_text(config)
+    path.write_text(shipped.replace(old, new))
+    return {**BASE_ENV, "ENRICH_CONFIG": str(path)}
+
+
+def test_lookup_table_name_that_is_not_an_identifier_is_refused(tmp_path: Path) -> None:
+    env = env_with_config(
+        tmp_path, 'table = "reference.merchant_lookup"', 'table = "merchant_lookup; DROP TABLE x"'
+    )
     with pytest.raises(ConfigError, match="is not a plain"):
-        load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+        load_settings(env)
 
 
 def test_a_lookup_output_named_like_a_column_of_the_rows_is_refused(tmp_path: Path) -> None:
     """The rules read the raw columns after the joins: an output called ``currency`` would
     replace the value they check (and curated would hold two columns of that name)."""
-    config = (
-        (ROOT / "conf" / "enrichment.toml")
-        .read_text()
-        .replace('category = "enriched_category"', 'category = "currency"')
-    )
-    path = tmp_path / "enrichment.toml"
-    path.write_text(config)
+    env = env_with_config(tmp_path, 'category = "enriched_category"', 'category = "currency"')
     with pytest.raises(ConfigError, match="output column 'currency' is a column of the curated"):
-        load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+        load_settings(env)
 
 
 def test_parse_args() -> None:
@@ -209,11 +208,9 @@ def test_stream_arguments_and_settings(tmp_path: Path) -> None:
         {**BASE_ENV, "LANDING_PATH": "s3a://b/in", "STREAM_CHECKPOINT_PATH": "s3a://b/cp/"}
     )
     assert (moved.stream.landing, moved.stream.checkpoint) == ("s3a://b/in/", "s3a://b/cp")
-    config = (ROOT / "conf" / "enrichment.toml").read_text()
-    path = tmp_path / "enrichment.toml"
-    path.write_text(config.replace("max_files_per_trigger = 100", "max_files_per_trigger = 0"))
+    env = env_with_config(tmp_path, "max_files_per_trigger = 100", "max_files_per_trigger = 0")
     with pytest.raises(ConfigError, match="max_files_per_trigger must be a positive number"):
-        load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+        load_settings(env)
 
 
 def test_backup_settings(tmp_path: Path) -> None:
@@ -221,34 +218,26 @@ def test_backup_settings(tmp_path: Path) -> None:
     assert (shipped.location, shipped.keep) == ("s3a://backup-bucket/spark-enrich", 7)
     moved = load_settings({**BASE_ENV, "BACKUP_LOCATION": "/var/backups/enrich/"}).backup
     assert moved.location == "/var/backups/enrich"
-    config = (ROOT / "conf" / "enrichment.toml").read_text()
-    path = tmp_path / "enrichment.toml"
     for bad, message in (
         ("keep = 0", "keep must be a whole number of backups, at least 1"),
         ('keep = "7"', "keep must be a whole number"),
         ('location = "s3://backup-bucket/x"', "must be an s3a:// path or a local folder"),
     ):
-        changed = (
-            config.replace("keep = 7", bad)
+        setting = (
+            "keep = 7"
             if bad.startswith("keep")
-            else config.replace('location = "s3a://backup-bucket/spark-enrich"', bad)
+            else 'location = "s3a://backup-bucket/spark-enrich"'
         )
-        path.write_text(changed)
         with pytest.raises(ConfigError, match=message):
-            load_settings({**BASE_ENV, "ENRICH_CONFIG": str(path)})
+            load_settings(env_with_config(tmp_path, setting, bad))
 
 
 def test_curated_deletion_vectors_are_on_unless_switched_off(tmp_path: Path) -> None:
     assert load_settings(BASE_ENV).tables.curated_deletion_vectors is True
-    shipped = (ROOT / "conf" / "enrichment.toml").read_text()
-    path = tmp_path / "enrichment.toml"
     for value, expected in (("false", False), ('"no"', None)):
-        path.write_text(
-            shipped.replace(
-                "curated_deletion_vectors = true", f"curated_deletion_vectors = {value}"
-            )
+        env = env_with_config(
+            tmp_path, "curated_deletion_vectors = true", f"curated_deletion_vectors = {value}"
         )
-        env = {**BASE_ENV, "ENRICH_CONFIG": str(path)}
         if expected is None:
             with pytest.raises(ConfigError, match="curated_deletion_vectors must be true or false"):
                 load_settings(env)
