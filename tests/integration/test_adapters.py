@@ -18,10 +18,10 @@ from jobs.adapters import delta, jdbc, object_store, postgres, run_store, writer
 from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings, Settings
 from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, SourceError
-from jobs.core.models import RunCounts, RunStart, SummaryRow
+from jobs.core.models import LookupSpec, RunCounts, RunStart, SummaryRow
 from jobs.core.schemas import RAW_SCHEMA, SOURCE_VERSION
 from jobs.runs.batch_writes import join_keys, raw_rows, read_lookups
-from tests.stack import ScratchBucket, run_seed
+from tests.stack import TEST_DB, ScratchBucket, run_seed
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,69 @@ def test_seeding_twice_is_harmless(
             ("Alpha Mart", "Groceries"),
             ("Tech Gadgets Inc.", "Electronics"),
         ]
+
+
+@pytest.mark.usefixtures("test_db_env")  # the test database exists
+def test_the_lookups_fingerprint_follows_their_rows_not_their_order(
+    admin_target: PostgresTarget,
+) -> None:
+    """Same rows in another order or layout: the same digest; a changed, swapped, added or
+    removed row: another; the rows put back: the first digest again."""
+    spec = LookupSpec(
+        name="group",
+        table="pg_temp.groups",
+        key="category",
+        join_on="enriched_category",
+        columns={"category_group": "category_group"},
+    )
+    rows = [("Groceries", "Essentials"), ("Travel", "Leisure"), ("Books", None)]
+    conn = psycopg2.connect(**{**admin_target.psycopg2_kwargs(), "dbname": TEST_DB})
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE groups (category text, category_group text, extra int)")
+            cur.executemany("INSERT INTO groups VALUES (%s, %s, 1)", rows)
+        conn.commit()
+
+        def digest(*statements: str) -> str:
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+            conn.commit()
+            return run_store.lookup_fingerprint(conn, [spec])
+
+        first = digest()
+        assert digest() == first
+        # An update that changes nothing moves the row to the table's end; a column the lookup
+        # does not read is not part of it.
+        assert (
+            digest("UPDATE groups SET category_group = category_group WHERE category = 'Travel'")
+            == first
+        )
+        assert digest("UPDATE groups SET extra = 2") == first
+        changed = digest(
+            "UPDATE groups SET category_group = 'Shopping' WHERE category = 'Groceries'"
+        )
+        assert changed != first
+        assert (
+            digest("UPDATE groups SET category_group = 'Essentials' WHERE category = 'Groceries'")
+            == first
+        )
+        swapped = digest(
+            "UPDATE groups SET category_group = CASE category WHEN 'Groceries' THEN 'Leisure' "
+            "ELSE 'Essentials' END WHERE category IN ('Groceries', 'Travel')"
+        )
+        assert swapped not in (first, changed)
+        digest(
+            "UPDATE groups SET category_group = CASE category WHEN 'Groceries' THEN 'Essentials' "
+            "ELSE 'Leisure' END WHERE category IN ('Groceries', 'Travel')"
+        )
+        added = digest("INSERT INTO groups VALUES ('Fuel', 'Transport', 1)")
+        assert added not in (first, changed, swapped)
+        assert digest("DELETE FROM groups WHERE category = 'Fuel'") == first
+        assert digest("DELETE FROM groups WHERE category = 'Books'") != first
+        assert digest("TRUNCATE groups") != first
+    finally:
+        conn.close()
 
 
 def test_jdbc_lookup_read(spark: SparkSession, settings: Settings) -> None:
