@@ -1,6 +1,6 @@
 """What a measured command costs the machine, read from /proc: the peak resident memory and the
-CPU seconds of the command's process tree, and the CPU seconds the local stack's servers
-(MinIO, PostgreSQL) spent meanwhile.
+CPU seconds of the command's process tree (and how many of them the kernel spent for it), and
+the CPU seconds the local stack's servers (MinIO, PostgreSQL) spent meanwhile.
 
 The tree is sampled every 0.2 s (a process that starts and ends between two samples is missed;
 the job's Python driver and its JVM live for the whole run). A server's CPU is the difference
@@ -27,7 +27,7 @@ class Timed:
     seconds: float
     peak_rss_mb: float
     stdout: str
-    cpu_seconds: dict[str, float] = field(default_factory=dict)  # job, minio, postgres
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # job, job_system, minio, postgres
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -41,13 +41,20 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 def cpu_seconds(pid: int, reaped_children: bool = False) -> float | None:
     """User + system CPU seconds of ``pid`` (plus its waited-for children's, if asked)."""
+    times = cpu_times(pid, reaped_children)
+    return None if times is None else sum(times)
+
+
+def cpu_times(pid: int, reaped_children: bool = False) -> tuple[float, float] | None:
+    """User and system CPU seconds of ``pid`` (plus its waited-for children's, if asked)."""
     fields = _stat_fields(pid)
     if fields is None:
         return None
     # utime, stime, cutime, cstime are fields 14-17 of stat, 12-15 of what follows the name
-    own = int(fields[11]) + int(fields[12])
-    reaped = int(fields[13]) + int(fields[14]) if reaped_children else 0
-    return (own + reaped) / _TICKS
+    user, system = int(fields[11]), int(fields[12])
+    if reaped_children:
+        user, system = user + int(fields[13]), system + int(fields[14])
+    return user / _TICKS, system / _TICKS
 
 
 def children(pid: int) -> list[int]:
@@ -113,6 +120,7 @@ def run_measured(
     """Run ``command`` (stderr to ``log_path``); its exit code and what it cost."""
     peak = 0
     cpu_by_pid: dict[int, float] = {}
+    system_by_pid: dict[int, float] = {}
     servers_before = server_cpu(servers)
     with log_path.open("w") as log:
         started = time.perf_counter()
@@ -127,9 +135,10 @@ def run_measured(
                 pids = tree(process.pid)
                 peak = max(peak, sum(rss_kb(p) for p in pids))
                 for p in pids:
-                    used = cpu_seconds(p)
+                    used = cpu_times(p)
                     if used is not None:
-                        cpu_by_pid[p] = max(used, cpu_by_pid.get(p, 0.0))
+                        cpu_by_pid[p] = max(sum(used), cpu_by_pid.get(p, 0.0))
+                        system_by_pid[p] = max(used[1], system_by_pid.get(p, 0.0))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -138,7 +147,12 @@ def run_measured(
         done.set()
         sampler.join()
     servers_after = server_cpu(servers)
-    cpu = {"job": round(sum(cpu_by_pid.values()), 1)}
+    cpu = {
+        "job": round(sum(cpu_by_pid.values()), 1),
+        # of which in the kernel: page faults among it, which on a VM whose host takes freed
+        # memory back cost several times what they do on bare metal (docs/performance.md)
+        "job_system": round(sum(system_by_pid.values()), 1),
+    }
     for name, after in servers_after.items():
         if name in servers_before:
             cpu[name] = round(after - servers_before[name], 1)

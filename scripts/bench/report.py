@@ -26,7 +26,7 @@ class Measurement:
     seconds: float
     peak_rss_mb: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-    cpu_seconds: dict[str, float] = field(default_factory=dict)  # job, minio, postgres
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # job, job_system, minio, postgres
 
     @property
     def rows_per_second(self) -> float | None:
@@ -264,7 +264,7 @@ def format_table(results: dict[str, Measurement]) -> str:
     job_speed = results[JOB].rows_per_second
     header = (
         f"{'measure':<44} {'rows':>12} {'wall s':>9} {'rows/s':>12} {'job is':>8} {'peak MB':>8}"
-        f"  {'CPU s: run/MinIO/PG':<20}"
+        f"  {'CPU s: run (sys)/MinIO/PG':<20}"
     )
     lines = [header, "-" * len(header)]
     for m in results.values():
@@ -282,10 +282,13 @@ def format_table(results: dict[str, Measurement]) -> str:
 def format_cpu(cpu: dict[str, float]) -> str:
     if not cpu:
         return "-"
-    return "/".join(
+    parts = [
         "-" if cpu.get(name) is None else f"{cpu[name]:.0f}"
         for name in ("job", "minio", "postgres")
-    )
+    ]
+    if cpu.get("job_system") is not None:
+        parts[0] += f" ({cpu['job_system']:.0f})"
+    return "/".join(parts)
 
 
 def format_targets(found: Sequence[Target]) -> str:

@@ -61,6 +61,7 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     assert 0 < rewrite["written_share"] <= 1
     # CPU seconds: the run's process tree and the local stack's servers
     assert results["job"]["cpu_seconds"]["job"] > 1
+    assert 0 < results["job"]["cpu_seconds"]["job_system"] < results["job"]["cpu_seconds"]["job"]
     assert {"minio", "postgres"} <= set(results["job"]["cpu_seconds"])
     stream = results["stream_latency"]["detail"]
     assert (
