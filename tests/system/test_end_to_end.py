@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    # spark-submit's PythonRunner merges the driver's stderr into its stdout.
+    # Under spark-submit (the stream, other masters) the driver's stderr comes out on stdout.
     [line] = error_lines(result.stdout + result.stderr)
     return line
 
