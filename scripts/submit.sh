@@ -86,16 +86,16 @@ submit_args=(--master "${SPARK_MASTER:-local[2]}"
 # refused before it needs Spark (a setting missing, a server down, the tables locked), starts
 # no JVM and ends ~2 s sooner (docs/performance.md). The stream keeps spark-submit: its signal
 # handling below relies on the JVM being the Python driver's parent.
-case "${SPARK_MASTER:-local}" in
-  local*)
-    if [ "$job" != stream_enrich ]; then
+submit=("$SPARK_HOME/bin/spark-submit" "${submit_args[@]}" "$script" "$@")
+if [ "$job" != stream_enrich ]; then
+  case "${SPARK_MASTER:-local}" in
+    local*)
       export PYSPARK_SUBMIT_ARGS="${submit_args[*]@Q} pyspark-shell"
       export PYTHONPATH="$ROOT/build/jobs.zip${PYTHONPATH:+:$PYTHONPATH}"
-      exec "$PYSPARK_DRIVER_PYTHON" "$script" "$@"
-    fi ;;
-esac
-submit=("$SPARK_HOME/bin/spark-submit" "${submit_args[@]}" "$script" "$@")
-[ "$job" = stream_enrich ] || exec "${submit[@]}"
+      exec "$PYSPARK_DRIVER_PYTHON" "$script" "$@" ;;
+  esac
+  exec "${submit[@]}"
+fi
 
 # The stream stops after its micro-batch in progress on SIGTERM or Ctrl-C. The JVM would run its
 # shutdown hooks at once and stop Spark under that micro-batch, so it starts with both signals
