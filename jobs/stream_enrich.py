@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         options, tables = parse_args(argv)
         settings = with_tables(load_settings(), tables)
-        with spark_session("enrich-stream", settings.s3) as spark:
+        with spark_session("enrich-stream", settings.s3, long_running=True) as spark:
             totals = run(spark, settings, options)
         print(format_stream_summary(totals))
         return 0

@@ -15,6 +15,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.adapters import delta, jdbc, object_store, postgres, run_store, writer_lock
+from jobs.adapters.session import LONG_RUNNING_INPUT_STREAM, S3A_INPUT_STREAM, session_builder
 from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings, Settings
 from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, SourceError
@@ -250,6 +251,50 @@ def test_s3a_overwrite_deletes_objects_on_minio(spark: SparkSession, bucket: Scr
     assert sorted(r["id"] for r in spark.read.parquet(path).collect()) == [100, 101, 102]
 
 
+def _s3a_stream_opened(spark: SparkSession, path: str, stream_type: str | None) -> str:
+    """The class of the stream a new S3A filesystem (with ``stream_type``, else the default)
+    opens ``path`` with."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = jvm.org.apache.hadoop.conf.Configuration(spark.sparkContext._jsc.hadoopConfiguration())
+    if stream_type is not None:
+        conf.set(S3A_INPUT_STREAM.removeprefix("spark.hadoop."), stream_type)
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = jvm.org.apache.hadoop.fs.FileSystem.newInstance(hadoop_path.toUri(), conf)
+    try:
+        stream = fs.open(hadoop_path)
+        try:
+            return str(stream.getWrappedStream().getClass().getSimpleName())
+        finally:
+            stream.close()
+    finally:
+        fs.close()
+
+
+def test_the_stream_reads_through_the_classic_s3a_stream_not_the_default_analytics_one(
+    spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
+) -> None:
+    """hadoop-aws 3.5.0's default stream keeps an entry per Parquet object read for the life of
+    the filesystem (HADOOP-20058); the stream job, which lives for days, sets the classic one.
+    If an upgrade changes the default or the name, this says so."""
+    path = bucket.path("stream-type")
+    spark.range(0, 10, numPartitions=1).write.mode("overwrite").parquet(path)
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    statuses = (
+        jvm.org.apache.hadoop.fs.Path(path)
+        .getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        .listStatus(jvm.org.apache.hadoop.fs.Path(path))
+    )
+    data_file = next(str(s.getPath()) for s in statuses if str(s.getPath()).endswith(".parquet"))
+
+    assert _s3a_stream_opened(spark, data_file, None) == "AnalyticsStream"
+    assert _s3a_stream_opened(spark, data_file, LONG_RUNNING_INPUT_STREAM) == "S3AInputStream"
+    stream_options = session_builder("enrich-stream", s3, long_running=True)._options
+    assert stream_options[S3A_INPUT_STREAM] == LONG_RUNNING_INPUT_STREAM
+    assert S3A_INPUT_STREAM not in session_builder("enrich-batch", s3)._options
+
+
 def test_an_upsert_given_its_key_range_reads_no_file_outside_it(
     spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
 ) -> None:
@@ -423,6 +468,7 @@ def test_summary_write_replaces_rows_with_the_run_record(
         SummaryRow(dt.date(2026, 11, 1), "Tab\tCategory", "EUR", 2, Decimal("0.50")),
         SummaryRow(dt.date(2026, 11, 1), 'Quote", comma\nand line', "GBP", 1, Decimal("1.00")),
         SummaryRow(dt.date(2026, 11, 1), "", "JPY", 1, Decimal("7.00")),
+        SummaryRow(dt.date(2026, 11, 1), "Back\\slash\r\\N", "CHF", 3, Decimal("-2.10")),
     ]
     for summary in (rows, rows[:1]):
         with postgres.connect(test_target) as conn:
