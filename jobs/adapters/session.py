@@ -18,7 +18,7 @@ from jobs.config.settings import S3Settings
 # hadoop-aws 3.5.0 reads objects through the analytics stream by default (HADOOP-19559). For
 # every distinct Parquet object it reads, that stream keeps an entry until the filesystem is
 # closed (HADOOP-20058), and Spark's filesystems live as long as the JVM: measured here, 27 KB
-# of heap per Parquet file read, growing without end (4,000 files: +108 MB; classic +6 MB). A
+# of heap per Parquet file read, growing without end (4,000 files: +107 MB; classic +7 MB). A
 # batch run's JVM ends within minutes and reads a narrow scan faster through it; the stream's
 # lives for days, so it reads through the classic stream (docs/performance.md).
 S3A_INPUT_STREAM = "spark.hadoop.fs.s3a.input.stream.type"
