@@ -21,7 +21,8 @@ from jobs.config.settings import S3Settings
 # of heap per Parquet file read, growing without end (4,000 files: +107 MB; classic +7 MB). A
 # batch run's JVM ends within minutes and reads a narrow scan faster through it; the stream's
 # lives for days, so it reads through the classic stream (docs/performance.md).
-S3A_INPUT_STREAM = "spark.hadoop.fs.s3a.input.stream.type"
+S3A_INPUT_STREAM_KEY = "fs.s3a.input.stream.type"  # Hadoop's name; Spark's has the prefix
+S3A_INPUT_STREAM = f"spark.hadoop.{S3A_INPUT_STREAM_KEY}"
 LONG_RUNNING_INPUT_STREAM = "classic"
 
 

@@ -16,7 +16,7 @@ import time
 
 from pyspark.sql import SparkSession
 
-from jobs.adapters.session import S3A_INPUT_STREAM, session_builder
+from jobs.adapters.session import S3A_INPUT_STREAM, S3A_INPUT_STREAM_KEY, session_builder
 from jobs.config.settings import load_settings
 
 FILES_PER_GROUP = 1_000
@@ -50,9 +50,7 @@ def main(argv: list[str]) -> int:
         builder = builder.config(S3A_INPUT_STREAM, argv[2])
     spark = builder.getOrCreate()
     try:
-        stream_type = spark.sparkContext._jsc.hadoopConfiguration().get(
-            S3A_INPUT_STREAM.removeprefix("spark.hadoop.")
-        )
+        stream_type = spark.sparkContext._jsc.hadoopConfiguration().get(S3A_INPUT_STREAM_KEY)
         print(f"input stream: {stream_type or 'the default'}", flush=True)
         folders = [f"{path}/group-{n}" for n in range(groups + 1)]
         for folder in folders:

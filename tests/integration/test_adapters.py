@@ -15,7 +15,12 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.adapters import delta, jdbc, object_store, postgres, run_store, writer_lock
-from jobs.adapters.session import LONG_RUNNING_INPUT_STREAM, S3A_INPUT_STREAM, session_builder
+from jobs.adapters.session import (
+    LONG_RUNNING_INPUT_STREAM,
+    S3A_INPUT_STREAM,
+    S3A_INPUT_STREAM_KEY,
+    session_builder,
+)
 from jobs.config.postgres_url import PostgresTarget
 from jobs.config.settings import S3Settings, Settings
 from jobs.core.errors import ConcurrentRunError, ServiceUnavailableError, SourceError
@@ -258,7 +263,7 @@ def _s3a_stream_opened(spark: SparkSession, path: str, stream_type: str | None) 
     assert jvm is not None
     conf = jvm.org.apache.hadoop.conf.Configuration(spark.sparkContext._jsc.hadoopConfiguration())
     if stream_type is not None:
-        conf.set(S3A_INPUT_STREAM.removeprefix("spark.hadoop."), stream_type)
+        conf.set(S3A_INPUT_STREAM_KEY, stream_type)
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
     fs = jvm.org.apache.hadoop.fs.FileSystem.newInstance(hadoop_path.toUri(), conf)
     try:
@@ -279,14 +284,7 @@ def test_the_stream_reads_through_the_classic_s3a_stream_not_the_default_analyti
     If an upgrade changes the default or the name, this says so."""
     path = bucket.path("stream-type")
     spark.range(0, 10, numPartitions=1).write.mode("overwrite").parquet(path)
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    statuses = (
-        jvm.org.apache.hadoop.fs.Path(path)
-        .getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        .listStatus(jvm.org.apache.hadoop.fs.Path(path))
-    )
-    data_file = next(str(s.getPath()) for s in statuses if str(s.getPath()).endswith(".parquet"))
+    [data_file] = spark.read.parquet(path).inputFiles()
 
     assert _s3a_stream_opened(spark, data_file, None) == "AnalyticsStream"
     assert _s3a_stream_opened(spark, data_file, LONG_RUNNING_INPUT_STREAM) == "S3AInputStream"
