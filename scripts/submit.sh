@@ -9,10 +9,12 @@
 #   spent 17 s in GC and, at 10.2M rows, died reading the cache back ("Java heap space"); with 4g
 #   it took 98 s instead of 125 s (docs/performance.md). Nothing secret is on this command line:
 #   credentials reach the job through the environment.
-#   ENRICH_DRIVER_JVM_OPTS: more JVM options for the driver, e.g. -XX:TieredStopAtLevel=1 (the
-#   JIT's first tier only) for small, frequent runs: faster to warm up, slower on large batches
-#   (docs/performance.md). It also cuts the JIT's code cache to 48 MB, which a long-running
-#   stream fills: add -XX:ReservedCodeCacheSize=240m with it.
+#   ENRICH_DRIVER_JVM_OPTS: more JVM options for the driver. A batch run that reads at most
+#   300,000 raw rows starts its driver with the JIT's first tier only (-XX:TieredStopAtLevel=1,
+#   jobs/adapters/session.py): faster to warm up, slower on large batches (docs/performance.md);
+#   a -XX:TieredStopAtLevel here is kept instead (=4: the tiered JIT always). For other jobs,
+#   e.g. many small ingests, give -XX:TieredStopAtLevel=1 here, with
+#   -XX:ReservedCodeCacheSize=240m (the first tier alone reserves 48 MB, which a stream fills).
 #   ENRICH_EXECUTOR_JVM_OPTS: the same for the executors of a cluster (spark.executor.defaultJavaOptions;
 #   in local mode the executors are the driver's threads).
 set -euo pipefail

@@ -25,15 +25,15 @@ import psycopg2
 from psycopg2.extensions import connection as Connection
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.adapters import metrics, object_store, postgres, run_store, writer_lock
-from jobs.adapters.object_store import TableSnapshot
+from jobs.adapters import metrics, object_store, postgres, run_store, session, writer_lock
+from jobs.adapters.object_store import AppendedFiles, TableSnapshot
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_change_feed, check_raw_table
 from jobs.core.errors import PostgresUnavailableError, SourceError
 from jobs.core.models import FULL, RANGE, PipelineState, RunResult, RunStart, StreamBatch
 from jobs.core.planning import Plan, plan_run
 from jobs.runs import failpoints
-from jobs.runs.batch_writes import BatchWrites
+from jobs.runs.batch_writes import BatchWrites, planned_raw_files
 from jobs.runs.cli import describe_failure
 
 JOB_NAME = "batch_enrich"
@@ -209,7 +209,9 @@ def run_locked(
         if plan.noop:  # decided without Spark, and needs none
             result = record_noop(conn, settings, start, found, stream_batch)
         else:
-            result = execute(held, start_spark(), settings, plan, start, found, stream_batch)
+            raw_files = planned_raw_files(settings.s3, settings.tables.raw, plan, found.raw)
+            spark = start_sized_spark(start_spark, raw_files)
+            result = execute(held, spark, settings, plan, start, found, raw_files, stream_batch)
     except BaseException as error:
         if not run_store.record_failure(settings.postgres, run_id, describe_failure(error)):
             log.warning(
@@ -270,6 +272,19 @@ def record_noop(
     return result
 
 
+def start_sized_spark(
+    start_spark: Callable[[], SparkSession], raw_files: AppendedFiles | None
+) -> SparkSession:
+    """The run's Spark session; a driver JVM it starts is sized to the raw rows the run reads
+    (``session.size_driver_jvm``: the JIT's first tier only for a small run)."""
+    rows = None if raw_files is None else raw_files.rows
+    session.size_driver_jvm(rows)
+    spark = start_spark()
+    if rows is not None and session.jit_first_tier_only(spark):
+        log.info("driver JVM: the JIT's first tier only (a run of %s raw rows)", f"{rows:,}")
+    return spark
+
+
 def execute(
     held: HeldLock,
     spark: SparkSession,
@@ -277,6 +292,7 @@ def execute(
     plan: Plan,
     start: RunStart,
     found: Gathered,
+    raw_files: AppendedFiles | None,
     stream_batch: StreamBatch | None = None,
 ) -> RunResult:
     """The Delta writes, then the summary rows and the run record in one transaction."""
@@ -290,7 +306,7 @@ def execute(
         before_commit=lambda: writer_lock.check_held(lock, settings.postgres),
         synced_summary=lambda dates: run_store.summary_rows(conn, dates),
         shared_lookups=None if held.lookups is None else partial(held.lookups, spark),
-        raw=found.raw,
+        raw_files=raw_files,
     ).execute(found.curated)
     result = start.finished(
         "succeeded",

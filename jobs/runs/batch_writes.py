@@ -209,6 +209,26 @@ def count_rows(
     return RunCounts(**values), top, None if low is None else (str(low), str(high))
 
 
+def _raw_versions(plan: Plan) -> tuple[int, int]:
+    """The raw table's commits a run with new rows reads (a date range rebuilds from the first)."""
+    first = plan.raw_version_from if plan.mode != RANGE else 0
+    assert first is not None
+    return first, plan.raw_version_to
+
+
+def planned_raw_files(
+    s3: S3Settings, raw_path: str, plan: Plan, raw: TableSnapshot | None
+) -> AppendedFiles | None:
+    """The files of the raw commits ``plan`` reads, with their rows, when those commits only
+    appended (``object_store.appended_files``; ``raw``: the table as the plan saw it); None when
+    the run reads none or they did more than append (the run then reads the change feed).
+    Known before Spark starts, so the run's size can choose how the driver JVM starts."""
+    first, last = _raw_versions(plan)
+    if first > last:
+        return None
+    return object_store.appended_files(s3, raw_path, first, last, raw)
+
+
 class BatchWrites:
     """One run's Spark reads and Delta writes. ``before_commit`` is called before every commit
     (the caller checks there that it still holds the writer lock); ``synced_summary`` gives the
@@ -224,7 +244,7 @@ class BatchWrites:
         before_commit: Callable[[], None],
         synced_summary: Callable[[Sequence[date]], list[SummaryRow]],
         shared_lookups: Callable[[], list[DataFrame]] | None = None,
-        raw: TableSnapshot | None = None,
+        raw_files: AppendedFiles | None = None,
     ) -> None:
         self.spark = spark
         self.settings = settings
@@ -235,7 +255,7 @@ class BatchWrites:
         self.before_commit = before_commit
         self.synced_summary = synced_summary
         self.shared_lookups = shared_lookups
-        self.raw = raw  # the raw table as the plan saw it
+        self.raw_files = raw_files  # ``planned_raw_files``: None reads raw's change feed
         self.note = f"run_id={start.run_id} mode={plan.mode}"
 
     def execute(self, curated: TableSnapshot | None) -> Written:
@@ -328,11 +348,8 @@ class BatchWrites:
 
     def _raw(self) -> tuple[DataFrame, AppendedFiles | None]:
         """The raw rows this run reads, and the files they are in when read as appended."""
-        plan, raw_path = self.plan, self.tables.raw
-        first = plan.raw_version_from if plan.mode != RANGE else 0
-        assert first is not None
-        last = plan.raw_version_to
-        appended = object_store.appended_files(self.settings.s3, raw_path, first, last, self.raw)
+        plan, raw_path, appended = self.plan, self.tables.raw, self.raw_files
+        first, last = _raw_versions(plan)
         log.info(
             "reading raw table %s, versions %d..%d%s",
             raw_path,
