@@ -59,14 +59,17 @@ def driver_jvm_options(env: Mapping[str, str], raw_rows: int | None) -> str | No
     return " ".join([*FIRST_TIER_JIT, current]).strip()
 
 
-def size_driver_jvm(raw_rows: int | None) -> None:
+def size_driver_jvm(raw_rows: int | None) -> bool:
     """Before the session is opened: start this process's driver JVM as a run of ``raw_rows``
-    raw rows wants it (``driver_jvm_options``). No effect once a JVM runs."""
+    raw rows wants it (``driver_jvm_options``); whether that changed its options. No effect
+    once a JVM runs."""
     if SparkContext._active_spark_context is not None:
-        return
+        return False
     options = driver_jvm_options(os.environ, raw_rows)
-    if options is not None:
-        os.environ[SUBMIT_OPTS] = options
+    if options is None:
+        return False
+    os.environ[SUBMIT_OPTS] = options
+    return True
 
 
 def jit_first_tier_only(spark: SparkSession) -> bool:

@@ -278,9 +278,9 @@ def start_sized_spark(
     """The run's Spark session; a driver JVM it starts is sized to the raw rows the run reads
     (``session.size_driver_jvm``: the JIT's first tier only for a small run)."""
     rows = None if raw_files is None else raw_files.rows
-    session.size_driver_jvm(rows)
+    chosen = session.size_driver_jvm(rows)
     spark = start_spark()
-    if rows is not None and session.jit_first_tier_only(spark):
+    if chosen and session.jit_first_tier_only(spark):
         log.info("driver JVM: the JIT's first tier only (a run of %s raw rows)", f"{rows:,}")
     return spark
 
