@@ -21,6 +21,7 @@ import psycopg2
 import pytest
 
 from jobs.adapters.object_store import s3_client
+from jobs.adapters.session import FIRST_TIER_JIT
 from jobs.config.postgres_url import PostgresTarget, env_for_database, target_from_env
 from jobs.config.settings import S3Settings, Settings, TablePaths, load_settings, s3_from_env
 from scripts.minio_init import POLICY_FILE, admin_client, grant_job_user, root_settings
@@ -41,8 +42,8 @@ TEST_DB = f"enrichment_test_{WORKER}" if WORKER else "enrichment_test"
 # Neither changes what a run computes or writes. The first tier alone also shrinks the JIT's
 # code cache from 240 MB to 48 MB (JDK 17), and a stream's driver, running many plans for
 # minutes, filled it (49,106 KB used) and died with "Out of space in CodeCache for adapters":
-# the cache is kept at its usual size.
-_FIRST_TIER_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+# the cache is kept at its usual size: the options a small batch run gives itself.
+_FIRST_TIER_ONLY = " ".join(FIRST_TIER_JIT)
 SMALL_RUN_JVM_OPTS = {
     "ENRICH_DRIVER_JVM_OPTS": f"{_FIRST_TIER_ONLY} -Dspark.sql.codegen.factoryMode=NO_CODEGEN",
     "ENRICH_EXECUTOR_JVM_OPTS": _FIRST_TIER_ONLY,
