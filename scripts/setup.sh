@@ -68,11 +68,20 @@ if want jvm-archive; then
   ARCHIVE=$(version jvm-archive)
   if [ ! -f "$ARCHIVE" ]; then
     say "recording the Spark driver's classes into $ARCHIVE (first time only, about two minutes)"
+    rm -f "$CACHE"/jvm-archive-*.partial-*  # left by a setup that was stopped
     partial="$ARCHIVE.partial-$$"
     # S3A and JDBC are only touched at an unreachable address, with made-up credentials.
-    if ENRICH_JVM_ARCHIVE_DUMP="$partial" S3_ENDPOINT=http://127.0.0.1:9 \
-         AWS_ACCESS_KEY_ID=training AWS_SECRET_ACCESS_KEY=training \
-         scripts/submit.sh scripts/jvm_training.py > "$CACHE/jvm-training.log" 2>&1 && [ -s "$partial" ]; then
+    trained=0
+    ENRICH_JVM_ARCHIVE_DUMP="$partial" S3_ENDPOINT=http://127.0.0.1:9 \
+      AWS_ACCESS_KEY_ID=training AWS_SECRET_ACCESS_KEY=training \
+      scripts/submit.sh scripts/jvm_training.py > "$CACHE/jvm-training.log" 2>&1 || trained=$?
+    # The driver JVM writes the archive as it exits, which is after the Python process it
+    # served has returned (a minute or more on 2 cores): wait for it, up to 5 minutes.
+    for _ in $(seq 1 300); do
+      pgrep -f -- "-XX:ArchiveClassesAtExit=$partial" > /dev/null || break
+      sleep 1
+    done
+    if [ "$trained" = 0 ] && [ -s "$partial" ] && ! pgrep -f -- "-XX:ArchiveClassesAtExit=$partial" > /dev/null; then
       rm -f "$CACHE"/jvm-archive-*.jsa
       mv "$partial" "$ARCHIVE"
     else
