@@ -77,11 +77,12 @@ if want jvm-archive; then
       scripts/submit.sh scripts/jvm_training.py > "$CACHE/jvm-training.log" 2>&1 || trained=$?
     # The driver JVM writes the archive as it exits, which is after the Python process it
     # served has returned (a minute or more on 2 cores): wait for it, up to 5 minutes.
+    archive_being_written() { pgrep -f -- "-XX:ArchiveClassesAtExit=$partial" > /dev/null; }
     for _ in $(seq 1 300); do
-      pgrep -f -- "-XX:ArchiveClassesAtExit=$partial" > /dev/null || break
+      archive_being_written || break
       sleep 1
     done
-    if [ "$trained" = 0 ] && [ -s "$partial" ] && ! pgrep -f -- "-XX:ArchiveClassesAtExit=$partial" > /dev/null; then
+    if [ "$trained" = 0 ] && [ -s "$partial" ] && ! archive_being_written; then
       rm -f "$CACHE"/jvm-archive-*.jsa
       mv "$partial" "$ARCHIVE"
     else
