@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.adapters import delta
+from jobs.adapters.session import end_driver_jvm
 from jobs.config.settings import Settings, load_settings
 from jobs.core.transforms import (
     add_lineage,
@@ -146,6 +147,7 @@ def main() -> int:
             train(spark, config, Path(work))
     finally:
         spark.stop()
+        end_driver_jvm()  # the JVM writes the archive as it exits: a minute or more on 2 cores
     return 0
 
 

@@ -75,8 +75,8 @@ if want jvm-archive; then
     ENRICH_JVM_ARCHIVE_DUMP="$partial" S3_ENDPOINT=http://127.0.0.1:9 \
       AWS_ACCESS_KEY_ID=training AWS_SECRET_ACCESS_KEY=training \
       scripts/submit.sh scripts/jvm_training.py > "$CACHE/jvm-training.log" 2>&1 || trained=$?
-    # The driver JVM writes the archive as it exits, which is after the Python process it
-    # served has returned (a minute or more on 2 cores): wait for it, up to 5 minutes.
+    # The driver JVM writes the archive as it exits (a minute or more on 2 cores). The training
+    # waits for it (end_driver_jvm), unless cut short: then wait here too, up to 5 minutes.
     archive_being_written() { pgrep -f -- "-XX:ArchiveClassesAtExit=$partial" > /dev/null; }
     for _ in $(seq 1 300); do
       archive_being_written || break

@@ -310,8 +310,13 @@ class Job:
         raise AssertionError("no spark-submit JVM found in the job's process group")
 
     def finish(self, timeout: float = 600) -> int:
+        """The job's exit status, once it has exited. Its driver JVM must be gone by then: a
+        JVM still shutting down would compete with the next command and outlast any time a
+        caller measures (jobs/adapters/session.py, end_driver_jvm)."""
         code = self.process.wait(timeout=timeout)
+        left = _live_group_members(self.process.pid)  # before the output's end: the JVM holds it
         self._reader.join(timeout=10)
+        assert not left, f"the job exited before its processes {left}:\n{self.output[-2000:]}"
         return code
 
 
@@ -326,6 +331,21 @@ def _group_members(pgid: int) -> list[int]:
         except ProcessLookupError:
             continue
     return members
+
+
+def _live_group_members(pgid: int) -> list[str]:
+    """The command lines of the processes of group ``pgid`` that have not exited (zombies,
+    exited but not yet reaped, are left out)."""
+    live = []
+    for pid in _group_members(pgid):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            live.append(cmdline.replace(b"\0", b" ").decode(errors="replace")[:200])
+    return live
 
 
 def error_lines(output: str) -> list[str]:

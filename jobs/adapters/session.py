@@ -8,14 +8,18 @@ are never put in the Spark configuration: S3A reads them from the process enviro
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from jobs.config.settings import S3Settings
+
+log = logging.getLogger("enrich.session")
 
 # hadoop-aws 3.5.0 reads objects through the analytics stream by default (HADOOP-19559). For
 # every distinct Parquet object it reads, that stream keeps an entry until the filesystem is
@@ -104,7 +108,41 @@ def spark_session(
     try:
         yield spark
     finally:
-        spark.stop()
+        try:
+            spark.stop()
+        finally:
+            end_driver_jvm()
+
+
+# A stopped driver JVM's exit (shutdown hooks, freeing its heap) takes 1.5-2 s on 2 cores, and
+# minutes when it writes the class archive (make setup). Past this, a run ends without it.
+JVM_EXIT_TIMEOUT_SECONDS = 300.0
+
+
+def end_driver_jvm(timeout: float = JVM_EXIT_TIMEOUT_SECONDS) -> bool:
+    """After the session is stopped: end the driver JVM this Python started (local mode) and
+    wait for it to exit, so that a run is over when its process is, with no JVM still shutting
+    down beside the next command (or outside the time a caller measures). The JVM exits when
+    its standard input closes. Whether a JVM of this process's own was waited for; a JVM that
+    started this Python (spark-submit: other masters, the stream) waits for it instead."""
+    gateway = SparkContext._gateway
+    process: subprocess.Popen[bytes] | None = getattr(gateway, "proc", None)
+    if gateway is None or process is None:
+        return False
+    gateway.shutdown()  # py4j's own close: it raises nothing when the JVM is gone already
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if process.stdin is not None:
+        with suppress(OSError):
+            process.stdin.close()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning(
+            "the driver JVM (pid %d) has not exited %.0f s after its session", process.pid, timeout
+        )
+        return False
+    return True
 
 
 ADAPTIVE_EXECUTION = "spark.sql.adaptive.enabled"
