@@ -7,6 +7,8 @@ per table.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -16,6 +18,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.core.contracts import APPEND_ONLY, CHANGE_FEED, DELETION_VECTORS, STATS_COLUMNS
+
+log = logging.getLogger("enrich.delta")
 
 # The raw table only ever grows: appends are the only writes allowed, every commit's rows can
 # be read back with the change feed (incremental runs), and the commit log is kept long enough
@@ -89,6 +93,28 @@ def _version_written(spark: SparkSession, path: str) -> int:
     assert jvm is not None
     log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
     return int(log.unsafeVolatileSnapshot().version())
+
+
+def load_logs(spark: SparkSession, paths: Sequence[str]) -> threading.Thread:
+    """Load the Delta logs of ``paths`` (their latest snapshots) into the session's cache, in a
+    thread of its own: a run that will commit to them pays the first load, with the code it
+    warms up, beside its other work instead of inside its first commit. Read-only; a table
+    that cannot be loaded is left to the commit that needs it to report."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog
+    session = spark._jsparkSession
+
+    def load() -> None:
+        for path in paths:
+            try:
+                delta_log.forTable(session, path).unsafeVolatileSnapshot().metadata()
+            except Exception as error:
+                log.debug("loading the Delta log of %s ahead: %s", path, error)
+
+    thread = threading.Thread(target=load, name="delta-log-load", daemon=True)
+    thread.start()
+    return thread
 
 
 def append(

@@ -287,6 +287,11 @@ class BatchWrites:
             if has_new_rows:
                 self._phase("classify")
                 raw, raw_files = self._raw()
+                if self._few_rows(raw_files) and curated is not None:
+                    # The first load of the output tables' logs, with the code it warms up,
+                    # then uses the core a small run's classification leaves idle; in a larger
+                    # run it slowed the classification more than it saved (docs/performance.md).
+                    delta.load_logs(self.spark, [self.tables.curated, self.tables.quarantine])
                 shared = self.shared_lookups
                 lookups = shared() if shared else self._lookups(raw_files)
                 cached = self._classified(raw, lookups).persist(StorageLevel.MEMORY_AND_DISK)
@@ -330,6 +335,15 @@ class BatchWrites:
                 cached.unpersist()
         return Written(counts, top, curated_version, quarantine_version, summary, dates)
 
+    def _few_rows(self, raw_files: AppendedFiles | None) -> bool:
+        """True for an incremental run of at most FEW_ROWS raw rows, read as appended files."""
+        return (
+            self.plan.mode == INCREMENTAL
+            and raw_files is not None
+            and raw_files.rows is not None
+            and raw_files.rows <= FEW_ROWS
+        )
+
     def _phase(self, name: str | None) -> None:
         self.spark.sparkContext.setLocalProperty(PHASE_PROPERTY, name)  # type: ignore[arg-type]
 
@@ -337,12 +351,7 @@ class BatchWrites:
         """The lookups; for an incremental run of at most FEW_ROWS rows read as appended
         files, only their rows for the keys the run's rows join on."""
         keys = None
-        if (
-            self.plan.mode == INCREMENTAL
-            and appended is not None
-            and appended.rows is not None
-            and appended.rows <= FEW_ROWS
-        ):
+        if appended is not None and self._few_rows(appended):
             keys = join_keys(self.settings.s3, appended, self.settings.lookups)
         return read_lookups(self.spark, self.settings, persist=False, keys=keys)
 

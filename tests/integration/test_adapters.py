@@ -215,6 +215,22 @@ def test_delta_write_read_and_versions_on_s3a(spark: SparkSession, bucket: Scrat
     ]
 
 
+def test_tables_whose_logs_were_loaded_ahead_commit_as_before(
+    spark: SparkSession, bucket: ScratchBucket
+) -> None:
+    """``delta.load_logs`` (a run loads its output tables' logs while it classifies): the next
+    commits see the table's latest version, and a table that did not exist when its log was
+    loaded is still created by its first write."""
+    existing, missing = bucket.path("loaded-ahead"), bucket.path("loaded-ahead-missing")
+    rows = spark.createDataFrame([("a", 1)], "id string, n int")
+    assert delta.overwrite(rows, existing, "v0") == 0
+    delta.load_logs(spark, [existing, missing]).join(timeout=120)
+    assert delta.append(rows, existing, "v1") == 1
+    assert delta.append(rows, missing, "v0", new_table_properties={}) == 0
+    assert delta.read_version(spark, missing, 0).count() == 1
+    assert delta.read_version(spark, existing, 1).count() == 2
+
+
 def test_latest_version_read_without_spark_matches_spark(
     spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
 ) -> None:
