@@ -224,7 +224,9 @@ def test_tables_whose_logs_were_loaded_ahead_commit_as_before(
     existing, missing = bucket.path("loaded-ahead"), bucket.path("loaded-ahead-missing")
     rows = spark.createDataFrame([("a", 1)], "id string, n int")
     assert delta.overwrite(rows, existing, "v0") == 0
-    delta.load_logs(spark, [existing, missing]).join(timeout=120)
+    loading = delta.load_logs(spark, [existing, missing])
+    loading.join(timeout=120)
+    assert not loading.is_alive()
     assert delta.append(rows, existing, "v1") == 1
     assert delta.append(rows, missing, "v0", new_table_properties={}) == 0
     assert delta.read_version(spark, missing, 0).count() == 1
