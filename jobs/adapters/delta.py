@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from delta.tables import DeltaTable
+from py4j.java_gateway import JavaObject
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -89,10 +90,14 @@ def _version_written(spark: SparkSession, path: str) -> int:
     after that commit, with no Spark job and no read of the store (``history(1)`` costs a Spark
     job and about 0.3 s). Right only while no other driver commits, which the writer lock
     ensures."""
+    return int(_delta_log(spark, path).unsafeVolatileSnapshot().version())
+
+
+def _delta_log(spark: SparkSession, path: str) -> JavaObject:
+    """The session's DeltaLog of the table at ``path`` (Delta caches one per table)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
-    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-    return int(log.unsafeVolatileSnapshot().version())
+    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
 
 
 def load_logs(spark: SparkSession, paths: Sequence[str]) -> threading.Thread:
@@ -100,15 +105,11 @@ def load_logs(spark: SparkSession, paths: Sequence[str]) -> threading.Thread:
     thread of its own: a run that will commit to them pays the first load, with the code it
     warms up, beside its other work instead of inside its first commit. Read-only; a table
     that cannot be loaded is left to the commit that needs it to report."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog
-    session = spark._jsparkSession
 
     def load() -> None:
         for path in paths:
             try:
-                delta_log.forTable(session, path).unsafeVolatileSnapshot().metadata()
+                _delta_log(spark, path).unsafeVolatileSnapshot().metadata()
             except Exception as error:
                 log.debug("loading the Delta log of %s ahead: %s", path, error)
 
