@@ -426,12 +426,13 @@ def land(pipeline: PipelineCopy, *files: Path) -> None:
         time.sleep(0.05)
 
 
-def stream_config(work: Path, **stream_settings: float) -> Path:
-    """A copy of conf/enrichment.toml with other [stream] settings (ENRICH_CONFIG)."""
+def config_with(work: Path, **settings: float) -> Path:
+    """A copy of conf/enrichment.toml with other values for the settings named (in any section;
+    for ENRICH_CONFIG)."""
     lines = (ROOT / "conf" / "enrichment.toml").read_text().splitlines()
     changed = [
-        f"{line.split('=')[0].strip()} = {stream_settings[line.split('=')[0].strip()]}"
-        if "=" in line and line.split("=")[0].strip() in stream_settings
+        f"{line.split('=')[0].strip()} = {settings[line.split('=')[0].strip()]}"
+        if "=" in line and line.split("=")[0].strip() in settings
         else line
         for line in lines
     ]

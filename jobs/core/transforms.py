@@ -7,6 +7,7 @@ and every parameterised step returns a function that chains with ``DataFrame.tra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
@@ -130,13 +131,48 @@ def parse_input_records(source_file: Column, ingest_id: str, ingested_at: dateti
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EarlierClock:
+    """The start of an earlier run that did not finish, and the raw versions it read."""
+
+    raw_version_from: int
+    raw_version_to: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Clock:
+    """What "now" is for the rule ``event_ts_in_future``: the run's start, ``as_of``, except for
+    the rows of raw versions that an earlier run which did not finish read (``earlier``), which
+    keep the clock of the first of those runs to read them. That run may have committed its
+    verdict on them (a row quarantined as in the future) before it died; judged again by a later
+    clock, the row could be curated by the recovery as well, and be in both outputs."""
+
+    as_of: datetime
+    earlier: tuple[EarlierClock, ...] = ()
+
+    def latest_allowed(self, max_future_minutes: int) -> Column:
+        """The latest ``event_ts`` each row may have, from its ``_source_version``."""
+        ahead = timedelta(minutes=max_future_minutes)
+        latest = F.lit(self.as_of + ahead).cast(TimestampType())
+        for run in sorted(self.earlier, key=lambda r: r.started_at, reverse=True):
+            read_by_run = F.col(SOURCE_VERSION).between(run.raw_version_from, run.raw_version_to)
+            run_latest = F.lit(run.started_at + ahead).cast(TimestampType())
+            latest = F.when(read_by_run, run_latest).otherwise(latest)
+        return latest
+
+
+def _clock(as_of: datetime | Clock) -> Clock:
+    return as_of if isinstance(as_of, Clock) else Clock(as_of)
+
+
 class _Checks:
     """The validation rules of one run's clock: the reasons a row breaks, and whether it breaks
-    none. ``as_of`` is the run's clock, passed in so the result does not depend on when it is
-    computed."""
+    none. ``as_of`` is the run's clock (a ``Clock``, or a time for every row), passed in so the
+    result does not depend on when it is computed."""
 
-    def __init__(self, as_of: datetime, max_future_minutes: int, currencies: Iterable[str]):
-        self.latest_allowed = as_of + timedelta(minutes=max_future_minutes)
+    def __init__(self, as_of: datetime | Clock, max_future_minutes: int, currencies: Iterable[str]):
+        self.latest_allowed = _clock(as_of).latest_allowed(max_future_minutes)
         self.codes = sorted(set(currencies))
 
     def rules(
@@ -157,7 +193,7 @@ class _Checks:
                 "missing_event_ts",
             ),
             (
-                F.col("event_ts") > F.lit(self.latest_allowed).cast(TimestampType()),
+                F.col("event_ts") > self.latest_allowed,
                 "event_ts_in_future",
             ),
         ]
@@ -194,7 +230,7 @@ class _Checks:
 
 
 def add_rejection_reasons(
-    as_of: datetime, max_future_minutes: int, currencies: Iterable[str]
+    as_of: datetime | Clock, max_future_minutes: int, currencies: Iterable[str]
 ) -> Transform:
     """Add ``rejection_reasons`` (every rule a row breaks) and ``_is_valid`` (none broken)."""
     checks = _Checks(as_of, max_future_minutes, currencies)
@@ -205,7 +241,9 @@ def add_rejection_reasons(
     return apply
 
 
-def add_validity(as_of: datetime, max_future_minutes: int, currencies: Iterable[str]) -> Transform:
+def add_validity(
+    as_of: datetime | Clock, max_future_minutes: int, currencies: Iterable[str]
+) -> Transform:
     """Add ``_is_valid`` alone: what ``add_rejection_reasons`` gives it, from the same rules.
 
     The reasons take array functions with lambdas (``transform``, ``exists``, ``filter``),
@@ -388,7 +426,9 @@ def quarantined_rows(df: DataFrame) -> DataFrame:
     )
 
 
-def rejected_rows(as_of: datetime, max_future_minutes: int, currencies: Iterable[str]) -> Transform:
+def rejected_rows(
+    as_of: datetime | Clock, max_future_minutes: int, currencies: Iterable[str]
+) -> Transform:
     """``quarantined_rows`` of rows classified with ``add_validity``: the rows it keeps get
     their reasons (the same rules and clock) first; their ``_is_valid`` is the
     classification's, not derived again from the reasons."""

@@ -40,6 +40,8 @@ from jobs.core.transforms import (
     CURATED_ID_HIGH,
     CURATED_ID_LOW,
     UNMATCHED_VALUE,
+    Clock,
+    EarlierClock,
     add_lineage,
     add_validity,
     appended_rows,
@@ -91,7 +93,7 @@ class QuarantineSync:
 
 
 def classify_rows(
-    raw: DataFrame, lookups: Sequence[DataFrame], settings: Settings, as_of: datetime
+    raw: DataFrame, lookups: Sequence[DataFrame], settings: Settings, as_of: datetime | Clock
 ) -> DataFrame:
     """Every raw row with its validity, duplicate flag and lookup columns; the reasons of the
     rows it quarantines come later (``quarantine_rows``), in the quarantine's own query. The run's
@@ -105,7 +107,9 @@ def classify_rows(
     return classified
 
 
-def quarantine_rows(classified: DataFrame, settings: Settings, as_of: datetime) -> DataFrame:
+def quarantine_rows(
+    classified: DataFrame, settings: Settings, as_of: datetime | Clock
+) -> DataFrame:
     """The quarantine table's rows of ``classify_rows``' result, with their reasons (checked
     against the same clock, ``as_of``, as the classification)."""
     return classified.transform(rejected_rows(as_of, settings.max_future_minutes, ISO_4217_CODES))
@@ -207,6 +211,17 @@ def count_rows(
     low, high = values.pop(CURATED_ID_LOW), values.pop(CURATED_ID_HIGH)
     top = [(str(row[UNMATCHED_VALUE]), int(row["rows_unmatched"])) for row in rows[1:]]
     return RunCounts(**values), top, None if low is None else (str(low), str(high))
+
+
+def run_clock(start: RunStart) -> Clock:
+    """The clock a run judges ``event_ts_in_future`` by: its own start, and for the raw versions
+    an unfinished run it recovers read, that run's (docs/guarantees.md, never in both outputs)."""
+    earlier = tuple(
+        EarlierClock(run.raw_version_from, run.raw_version_to, run.started_at)
+        for run in start.recovered
+        if run.raw_version_from is not None and run.raw_version_to is not None
+    )
+    return Clock(start.started_at, earlier)
 
 
 def _raw_versions(plan: Plan) -> tuple[int, int]:
@@ -369,12 +384,12 @@ class BatchWrites:
         return raw_rows(self.spark, raw_path, first, last, appended), appended
 
     def _classified(self, raw: DataFrame, lookups: list[DataFrame]) -> DataFrame:
-        return classify_rows(raw, lookups, self.settings, self.start.started_at).transform(
+        return classify_rows(raw, lookups, self.settings, run_clock(self.start)).transform(
             failpoints.fail_first_task_attempts
         )
 
     def _quarantine_rows(self, classified: DataFrame) -> DataFrame:
-        return quarantine_rows(classified, self.settings, self.start.started_at)
+        return quarantine_rows(classified, self.settings, run_clock(self.start))
 
     def _counts(
         self, classified: DataFrame

@@ -18,11 +18,11 @@ from jobs.runs import backup, maintain
 from tests.harness import (
     Ground,
     PipelineCopy,
+    config_with,
     data_objects,
     read_outputs,
     run_batch_here,
     runs,
-    stream_config,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -46,7 +46,7 @@ def test_maintenance_changes_no_result_and_drops_files(
     spark: SparkSession, ground: Ground, pipeline: PipelineCopy, tmp_path: Path
 ) -> None:
     # No time travel promised: only what the pipeline itself needs is kept.
-    env = {**pipeline.env, "ENRICH_CONFIG": str(stream_config(tmp_path, time_travel_hours=0))}
+    env = {**pipeline.env, "ENRICH_CONFIG": str(config_with(tmp_path, time_travel_hours=0))}
 
     first = maintain_here(spark, env)  # never maintained: the whole tables
     assert [t.partitions for t in first.tables] == [None, None]

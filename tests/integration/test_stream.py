@@ -22,6 +22,7 @@ from jobs.core.errors import ConcurrentRunError
 from tests.harness import (
     INGEST_COLUMNS,
     PipelineCopy,
+    config_with,
     drop_pipeline,
     ingest_here,
     land,
@@ -30,7 +31,6 @@ from tests.harness import (
     reclassify_merchant,
     run_batch_here,
     stream_batches,
-    stream_config,
     stream_here,
     wait_for_stream_batches,
     write_corrections,
@@ -80,7 +80,7 @@ def test_available_now_equals_ingest_and_batch_on_the_same_files(
     tmp_path: Path,
 ) -> None:
     streamed = empty_pipeline
-    env = {**streamed.env, "ENRICH_CONFIG": str(stream_config(tmp_path, max_files_per_trigger=1))}
+    env = {**streamed.env, "ENRICH_CONFIG": str(config_with(tmp_path, max_files_per_trigger=1))}
     good = [landings["first"], landings["second"], landings["third"]]
     land(streamed, good[0], landings["wrong_header"], good[1], landings["notes"], good[2])
 
@@ -124,7 +124,7 @@ def test_a_lookup_changed_while_running_is_used_for_later_rows_and_batch_is_refu
     spark: SparkSession, landings: dict[str, Path], empty_pipeline: PipelineCopy, tmp_path: Path
 ) -> None:
     pipeline = empty_pipeline
-    config = stream_config(tmp_path, lookup_check_seconds=1)
+    config = config_with(tmp_path, lookup_check_seconds=1)
     env = {**pipeline.env, "ENRICH_CONFIG": str(config)}
     first, second = landings["first"], landings["work"] / "second.csv"
     with first.open() as a, second.open() as b:

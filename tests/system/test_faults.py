@@ -19,6 +19,7 @@ tests/integration/test_run_cases.py.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from delta.tables import DeltaTable
@@ -32,12 +33,14 @@ from tests.harness import (
     PipelineCopy,
     assert_between_s0_and_clean,
     assert_converges,
+    config_with,
     copy_pipeline,
     curated_summary,
     data_objects,
     delta_log_versions,
     drop_pipeline,
     error_lines,
+    ingest_here,
     read_outputs,
     reclassify_merchant,
     run_batch_here,
@@ -165,6 +168,50 @@ def test_kill_9_during_a_full_rebuild(
     job.kill()
     after = assert_converges(spark, ground, pipeline)
     assert "completing full rebuild" in after.output
+
+
+def test_a_row_the_killed_run_quarantined_as_in_the_future_stays_out_of_curated(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    """A row dated just after the killed run's start (max_future_minutes = 0) and before its
+    recovery's: the killed run committed it to quarantine as in the future; the recovery must
+    judge it by the killed run's clock, not curate it too (never in both outputs)."""
+    work = ground.work / "fp-clock"
+    work.mkdir()
+    env = {**pipeline.env, "ENRICH_CONFIG": str(config_with(work, max_future_minutes=0))}
+    # Far enough ahead for the killed run to start before it (its JVM starts in 6-15 s).
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
+    rows = work / "ahead.csv"
+    rows.write_text(
+        "transaction_id,merchant_id,amount,currency,event_ts\n"
+        f"TXN-AHEAD-1,MER-ABC,12.50,USD,{ahead:%Y-%m-%dT%H:%M:%SZ}\n"
+    )
+    ingest_here(spark, env, str(rows))
+    job = Job(env, ["batch_enrich"], work, ["quarantine-committed"])
+    job.pause_at("quarantine-committed")
+
+    def where(transaction_id: str) -> dict[str, list[object]]:
+        tables = pipeline.bucket.tables
+        found: dict[str, list[object]] = {}
+        for name, path, column in [
+            ("curated", tables.curated, "_record_id"),
+            ("quarantine", tables.quarantine, "rejection_reasons"),
+        ]:
+            table = spark.read.format("delta").load(path)
+            rows = table.filter(table.transaction_id == transaction_id).select(column).collect()
+            found[name] = [row[0] for row in rows]
+        return found
+
+    assert where("TXN-AHEAD-1") == {"curated": [], "quarantine": [["event_ts_in_future"]]}
+    job.kill()
+    assert runs(pipeline)[-1]["started_at"] < ahead
+    time.sleep(max(0.0, (ahead - datetime.now(UTC)).total_seconds() + 1))
+    after = run_batch_here(spark, env)  # by its own clock, the row is no longer in the future
+    assert "recovering: run" in after.output
+    assert where("TXN-AHEAD-1") == {"curated": [], "quarantine": [["event_ts_in_future"]]}
+    curated = spark.read.format("delta").load(pipeline.bucket.tables.curated)
+    quarantine = spark.read.format("delta").load(pipeline.bucket.tables.quarantine)
+    assert curated.join(quarantine, "_record_id").count() == 0
 
 
 def test_kill_9_after_a_date_range_commit(spark: SparkSession, ground: Ground) -> None:

@@ -24,6 +24,7 @@ from tests.harness import (
     Job,
     Outputs,
     PipelineCopy,
+    config_with,
     delta_log_versions,
     drop_pipeline,
     error_lines,
@@ -32,7 +33,6 @@ from tests.harness import (
     read_outputs,
     stack,
     stream_batches,
-    stream_config,
     stream_here,
 )
 from tests.stack import TEST_DB, generate, submit
@@ -45,7 +45,7 @@ class Landings:
         self.files = [work / f"landing{i}.csv" for i in (1, 2, 3)]
         for seed, file in enumerate(self.files, start=51):
             generate(file, 200, seed)
-        self.config = stream_config(work, max_files_per_trigger=1)
+        self.config = config_with(work, max_files_per_trigger=1)
 
     def env(self, pipeline: PipelineCopy) -> dict[str, str]:
         return {**pipeline.env, "ENRICH_CONFIG": str(self.config)}
@@ -171,7 +171,7 @@ def test_postgres_away_a_micro_batch_waits_for_it_and_past_the_limit_the_stream_
     impatient = {
         **landed.env,
         "ENRICH_CONFIG": str(
-            stream_config(tmp_path, max_files_per_trigger=1, postgres_outage_seconds=2)
+            config_with(tmp_path, max_files_per_trigger=1, postgres_outage_seconds=2)
         ),
     }
     job = Job(

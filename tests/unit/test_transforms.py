@@ -32,6 +32,8 @@ from jobs.core.schemas import (
     SOURCE_VERSION,
 )
 from jobs.core.transforms import (
+    Clock,
+    EarlierClock,
     Transform,
     add_lineage,
     add_rejection_reasons,
@@ -284,6 +286,44 @@ def test_validity_alone_says_what_the_reasons_say_without_array_functions(
     plan = valid._jdf.queryExecution().executedPlan().toString()
     projects = [line for line in plan.splitlines() if "Project [" in line]
     assert projects and all("*(" in line for line in projects), plan  # in generated code
+
+
+def test_rows_an_unfinished_run_read_keep_its_clock(spark: SparkSession) -> None:
+    """A recovery judges "in the future" the rows of the raw versions an unfinished run read by
+    that run's start, the first such run's where two read them: the dead run may have committed
+    its verdict (quarantined as in the future) and a later clock would curate the row too."""
+    dead_first = EarlierClock(3, 5, datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
+    dead_second = EarlierClock(3, 7, datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
+    clock = Clock(AS_OF, (dead_second, dead_first))  # any order: the earliest start decides
+    # max_future_minutes 60: the latest allowed is 11:00 for the first dead run's versions,
+    # 12:00 for the second's, 13:00 for the others.
+    at_11_30 = ts("2026-11-20T11:30:00+00:00")
+    at_12_30 = ts("2026-11-20T12:30:00+00:00")
+    rows: list[tuple[object, ...]] = []
+    versions: list[int] = []
+    for version in (2, 3, 5, 6, 7, 8):
+        for tag, event_ts in (("1130", at_11_30), ("1230", at_12_30)):
+            rows.append((f"V{version}-{tag}", "M1", Decimal("1.00"), "USD", event_ts, INGESTED, []))
+            versions.append(version)
+    df = raw_rows(spark, rows, versions)
+    expected = {
+        "V2-1130": True, "V2-1230": True,
+        "V3-1130": False, "V3-1230": False, "V5-1130": False, "V5-1230": False,
+        "V6-1130": True, "V6-1230": False, "V7-1130": True, "V7-1230": False,
+        "V8-1130": True, "V8-1230": True,
+    }  # fmt: skip
+    valid = df.transform(add_validity(clock, 60, {"USD"}))
+    assert {r["transaction_id"]: r["_is_valid"] for r in valid.collect()} == expected
+    with_reasons = df.transform(add_rejection_reasons(clock, 60, {"USD"}))
+    reasons = {r["transaction_id"]: r["rejection_reasons"] for r in with_reasons.collect()}
+    assert reasons == {
+        tid: [] if is_valid else ["event_ts_in_future"] for tid, is_valid in expected.items()
+    }
+    # Without earlier runs, a Clock is the time it holds, for every row.
+    same = df.transform(add_validity(Clock(AS_OF), 0, {"USD"}))
+    assert_df_equality(same, df.transform(add_validity(AS_OF, 0, {"USD"})), ignore_row_order=True)
+    valid_ids = {r["transaction_id"] for r in same.collect() if r["_is_valid"]}
+    assert valid_ids == {tid for tid in expected if tid.endswith("1130")}  # by 12:00, all rows
 
 
 def test_malformed_line_is_only_reported_as_malformed(spark: SparkSession) -> None:
