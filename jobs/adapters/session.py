@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from jobs.adapters.jvm_errors import JvmFailure, describe_failure, from_jvm
 from jobs.config.settings import S3Settings
 
 log = logging.getLogger("enrich.session")
@@ -107,6 +108,12 @@ def spark_session(
     spark = session_builder(app_name, s3, long_running).getOrCreate()
     try:
         yield spark
+    except Exception as error:
+        if not from_jvm(error):
+            raise
+        # Described now: once the JVM has ended, a py4j exception cannot be turned into text.
+        failure = JvmFailure(describe_failure(error))
+        raise failure.with_traceback(error.__traceback__) from None
     finally:
         try:
             spark.stop()

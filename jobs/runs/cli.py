@@ -10,15 +10,15 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 
+from jobs.adapters.jvm_errors import describe_failure
 from jobs.config.settings import Settings
 from jobs.core.errors import EnrichmentError, ServiceUnavailableError
 
 log = logging.getLogger("enrich")
 
+__all__ = ["classify_failure", "describe_failure", "run_main"]
+
 _HTTP_FORBIDDEN = re.compile(r"\b403\b")
-_JAVA_NOISE = re.compile(
-    r"^(py4j\.protocol\.)?Py4JJavaError: |^An error occurred while calling \S+\.\s*"
-)
 
 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,39 +68,6 @@ def configure_logging() -> None:
         stream=sys.stderr,
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
-
-
-def _root_cause(error: BaseException) -> str | None:
-    """The innermost JVM exception's message: Spark wraps the one that explains the failure
-    (a TLS check, a refused login) in its own, whose message is often redacted."""
-    java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
-    message = None
-    for _ in range(20):
-        if java is None:
-            break
-        try:
-            text = java.getMessage()
-            java = java.getCause()
-        except Exception:  # not a JVM object after all, or the JVM is gone
-            break
-        if text:
-            message = str(text)
-    return message
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-def describe_failure(error: BaseException) -> str:
-    """One line for an unexpected failure, JVM stack traces cut down to their message."""
-    java = getattr(error, "java_exception", None)
-    text = str(java) if java is not None else str(error)
-    first = _JAVA_NOISE.sub("", _first_line(text) or type(error).__name__)
-    root = _root_cause(error)
-    if root and _first_line(root) and _first_line(root) not in first:
-        first = f"{first} (cause: {_first_line(root)})"
-    return first[:600]
 
 
 def classify_failure(error: BaseException) -> EnrichmentError:
