@@ -1,7 +1,8 @@
 """The batch run's Spark work: classify the raw rows, then write curated, quarantine and the
 summary rows' input, in the order that keeps every crash recoverable:
 curated commit -> quarantine commit -> (the caller) summary + run record in one PostgreSQL
-transaction."""
+transaction. An incremental run that appends to curated makes its quarantine append at the
+same time (either may commit first: both are redone idempotently by a recovery)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Generic, TypeVar
 
-from pyspark import StorageLevel
+from pyspark import InheritableThread, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -244,6 +246,37 @@ def planned_raw_files(
     return object_store.appended_files(s3, raw_path, first, last, raw)
 
 
+T = TypeVar("T")
+
+
+class _Beside(Generic[T]):
+    """``work`` run in a thread of its own that inherits the caller's Spark job properties
+    (job group, so cancelling the run's jobs cancels its jobs too); ``result`` waits for it and
+    returns its value or raises its error."""
+
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = work()
+            except BaseException as error:
+                self._error = error
+
+        self._thread = InheritableThread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> T:
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
 class BatchWrites:
     """One run's Spark reads and Delta writes. ``before_commit`` is called before every commit
     (the caller checks there that it still holds the writer lock); ``synced_summary`` gives the
@@ -272,6 +305,8 @@ class BatchWrites:
         self.shared_lookups = shared_lookups
         self.raw_files = raw_files  # ``planned_raw_files``: None reads raw's change feed
         self.note = f"run_id={start.run_id} mode={plan.mode}"
+        # The quarantine append made beside curated's append, if any (_write_curated).
+        self._quarantine_beside: _Beside[int | None] | None = None
 
     def execute(self, curated: TableSnapshot | None) -> Written:
         """``curated``: the curated table as the plan saw it (None: there is none yet).
@@ -326,7 +361,7 @@ class BatchWrites:
                     assert curated is not None  # the plan is a full rebuild where it is missing
                     check_curated_table(curated.path, curated.schema, rows.schema)
                     curated_version, appended = self._write_curated(
-                        rows, id_range, counts.rows_curated, curated.version
+                        rows, id_range, counts.rows_curated, curated.version, classified
                     )
                     if appended and self._only_commit_since_synced(curated_version):
                         own_append = rows
@@ -346,6 +381,8 @@ class BatchWrites:
             summary = self._summary(curated_version, dates, changes, rebuilt)
         finally:
             self._phase(None)
+            if self._quarantine_beside is not None:
+                self._quarantine_beside.wait()  # nothing of the run goes on after it ends
             if cached is not None:
                 cached.unpersist()
         return Written(counts, top, curated_version, quarantine_version, summary, dates)
@@ -471,42 +508,68 @@ class BatchWrites:
         id_range: tuple[str, str] | None,
         curated_rows: int,
         seen_version: int,
+        classified: DataFrame,
     ) -> tuple[int, bool]:
         """The version written, and whether it is a plain append of ``curated``.
         ``id_range``: the lowest and highest transaction id of ``curated`` (None: no rows);
         ``curated_rows``: its row count; ``seen_version``: the curated table's version the plan
         saw (its files are this run's to compare ids with: the writer lock keeps other writers
-        out, so what is found in them holds until this run commits)."""
-        self.before_commit()
-        failpoints.reached("before-curated-commit")
-        written = self._commit_curated(curated, id_range, curated_rows, seen_version)
-        failpoints.reached("curated-committed")
-        return written
+        out, so what is found in them holds until this run commits); ``classified``: the run's
+        rows, whose rejects an incremental append quarantines beside it.
 
-    def _commit_curated(
+        An incremental run that appends to curated appends its quarantine rows at the same time,
+        in a thread of its own: an append replaces no curated row, so those rows (the run's
+        rejects) do not depend on it, and the two tables' Spark jobs and commits overlap
+        (docs/performance.md). Either commit may land first; a run killed between them is
+        recovered like any other (the recovery's insert-only quarantine MERGE adds the rows
+        missing, whichever they are)."""
+        commit, appends = self._curated_commit(curated, id_range, curated_rows, seen_version)
+        if appends and self.plan.mode == INCREMENTAL:
+            quarantine = self._quarantine_rows(classified)
+
+            def insert() -> int | None:
+                self._phase("quarantine")
+                return self._insert_quarantine(quarantine)
+
+            self._quarantine_beside = _Beside(insert, "quarantine-append")
+        try:
+            self.before_commit()
+            failpoints.reached("before-curated-commit")
+            version = commit()
+        finally:
+            if self._quarantine_beside is not None:
+                self._quarantine_beside.wait()
+        failpoints.reached("curated-committed")
+        return version, appends
+
+    def _curated_commit(
         self,
         curated: DataFrame,
         id_range: tuple[str, str] | None,
         curated_rows: int,
         seen_version: int,
-    ) -> tuple[int, bool]:
-        """``_write_curated``'s commit, the cheapest of those with the same result."""
+    ) -> tuple[Callable[[], int], bool]:
+        """``_write_curated``'s commit, the cheapest of those with the same result (a call that
+        makes it and returns the version written), and whether it is a plain append."""
         plan, path, key = self.plan, self.tables.curated, "transaction_id"
         if plan.mode == RANGE:
             assert plan.date_range is not None
             first, last = plan.date_range
-            log.info("replacing event dates %s..%s of curated table %s", first, last, path)
-            version = delta.overwrite(
-                self._by_date(curated),
-                path,
-                self.note,
-                ["event_date"],
-                replace_where=f"event_date >= '{first}' AND event_date <= '{last}'",
-            )
-            return version, False
+
+            def replace_dates() -> int:
+                log.info("replacing event dates %s..%s of curated table %s", first, last, path)
+                return delta.overwrite(
+                    self._by_date(curated),
+                    path,
+                    self.note,
+                    ["event_date"],
+                    replace_where=f"event_date >= '{first}' AND event_date <= '{last}'",
+                )
+
+            return replace_dates, False
         if id_range is None:
             log.info("merging into curated table %s by %s", path, key)
-            return delta.upsert(curated, path, key, self.note), False
+            return lambda: delta.upsert(curated, path, key, self.note), False
         files = object_store.files_for_keys(self.settings.s3, path, seen_version, key, id_range)
         if not files.uris:
             # No file's ids overlap the new rows' (new ids sort after the old ones): the MERGE
@@ -522,7 +585,8 @@ class BatchWrites:
             if existing == 0:
                 log.info("appending to curated table %s: it holds no %s of the run", path, key)
         if existing == 0:
-            return delta.append(curated.repartition("event_date"), path, self.note), True
+            by_date = curated.repartition("event_date")
+            return lambda: delta.append(by_date, path, self.note), True
         if existing == curated_rows:
             log.info(
                 "replacing %d rows of curated table %s: the table holds every %s of the run",
@@ -530,7 +594,7 @@ class BatchWrites:
                 path,
                 key,
             )
-            return delta.replace_matching(
+            return lambda: delta.replace_matching(
                 curated, path, key, self.note, id_range, curated_rows
             ), False
         log.info(
@@ -540,7 +604,7 @@ class BatchWrites:
             existing,
             curated_rows,
         )
-        return delta.upsert(curated, path, key, self.note, id_range, curated_rows), False
+        return lambda: delta.upsert(curated, path, key, self.note, id_range, curated_rows), False
 
     def _ids_held(
         self,
@@ -593,11 +657,14 @@ class BatchWrites:
         rows as inserts and replaces nothing, so it is not read back."""
         assert self.synced is not None and self.synced.curated_version is not None
         since = self.synced.curated_version
-        quarantine = self._quarantine_rows(classified) if classified is not None else None
+        beside = self._quarantine_beside  # the rejects, appended beside curated's append
+        quarantine = None
+        if classified is not None and beside is None:
+            quarantine = self._quarantine_rows(classified)
         if curated_version <= since:
             return QuarantineSync(self._insert_quarantine(quarantine), 0, [])
         if own_append is not None:
-            version = self._insert_quarantine(quarantine)
+            version = beside.result() if beside else self._insert_quarantine(quarantine)
             self._phase("summary")
             return QuarantineSync(version, 0, self._summary_changes(as_inserts(own_append)))
         path = self.tables.curated  # its change feed was checked before the run started
@@ -611,7 +678,9 @@ class BatchWrites:
                 quarantine = (
                     superseded if quarantine is None else quarantine.unionByName(superseded)
                 )
-            version = self._insert_quarantine(quarantine)
+            version = beside.result() if beside else None
+            if quarantine is not None or beside is None:
+                version = self._insert_quarantine(quarantine)
             superseded.unpersist()
             self._phase("summary")
             added = self._summary_changes(changes)

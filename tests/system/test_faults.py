@@ -28,6 +28,7 @@ from pyspark.sql import SparkSession
 from jobs.adapters.object_store import table_version
 from jobs.core.errors import ConcurrentRunError
 from tests.harness import (
+    INGEST_COLUMNS,
     Ground,
     Job,
     PipelineCopy,
@@ -47,6 +48,7 @@ from tests.harness import (
     runs,
     stack,
 )
+from tests.stack import generate
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -168,6 +170,43 @@ def test_kill_9_during_a_full_rebuild(
     job.kill()
     after = assert_converges(spark, ground, pipeline)
     assert "completing full rebuild" in after.output
+
+
+def test_kill_9_after_the_quarantine_append_made_beside_curated_s(
+    spark: SparkSession, ground: Ground
+) -> None:
+    """A run whose ids are all new appends its curated rows and, in a thread beside it, its
+    quarantine rows. Killed with that quarantine append committed and curated's not begun, the
+    next run ends as a clean run does: it appends curated, and the quarantine rows already
+    there are not inserted again."""
+    fresh = ground.work / "batch3.csv"
+    generate(fresh, 200, 23)  # ids after batch 1's and 2's
+    clean = copy_pipeline(ground.admin, ground.s3, ground.clean)
+    killed = copy_pipeline(ground.admin, ground.s3, ground.clean)
+    try:
+        ingest_here(spark, clean.env, str(fresh))
+        assert "appending to curated table" in run_batch_here(spark, clean.env).output
+        ingest_here(spark, killed.env, str(fresh))
+        bucket = killed.bucket.name
+        quarantine_commits = delta_log_versions(ground.s3, bucket, QUARANTINE)
+        curated_commits = delta_log_versions(ground.s3, bucket, CURATED)
+        job = Job(
+            killed.env, ["batch_enrich"], ground.work / "fp-beside", ["before-curated-commit"]
+        )
+        job.pause_at("before-curated-commit")
+        deadline = time.monotonic() + 120
+        while delta_log_versions(ground.s3, bucket, QUARANTINE) == quarantine_commits:
+            assert time.monotonic() < deadline, "no quarantine commit:\n" + job.output[-3000:]
+            time.sleep(0.1)
+        job.kill()
+        assert delta_log_versions(ground.s3, bucket, CURATED) == curated_commits
+        after = run_batch_here(spark, killed.env)
+        assert "recovering: run" in after.output
+        assert "appending to curated table" in after.output
+        assert read_outputs(killed, INGEST_COLUMNS) == read_outputs(clean, INGEST_COLUMNS)
+    finally:
+        drop_pipeline(ground.admin, ground.s3, killed)
+        drop_pipeline(ground.admin, ground.s3, clean)
 
 
 def test_a_row_the_killed_run_quarantined_as_in_the_future_stays_out_of_curated(
