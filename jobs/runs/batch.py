@@ -26,6 +26,7 @@ from psycopg2.extensions import connection as Connection
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.adapters import metrics, object_store, postgres, run_store, session, writer_lock
+from jobs.adapters.jvm_errors import describe_failure
 from jobs.adapters.object_store import AppendedFiles, TableSnapshot
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_change_feed, check_raw_table
@@ -34,7 +35,6 @@ from jobs.core.models import FULL, RANGE, PipelineState, RunResult, RunStart, St
 from jobs.core.planning import Plan, plan_run
 from jobs.runs import failpoints
 from jobs.runs.batch_writes import BatchWrites, planned_raw_files
-from jobs.runs.cli import describe_failure
 
 JOB_NAME = "batch_enrich"
 log = logging.getLogger("enrich.batch")

@@ -381,8 +381,6 @@ class BatchWrites:
             summary = self._summary(curated_version, dates, changes, rebuilt)
         finally:
             self._phase(None)
-            if self._quarantine_beside is not None:
-                self._quarantine_beside.wait()  # nothing of the run goes on after it ends
             if cached is not None:
                 cached.unpersist()
         return Written(counts, top, curated_version, quarantine_version, summary, dates)

@@ -16,8 +16,6 @@ from jobs.core.errors import EnrichmentError, ServiceUnavailableError
 
 log = logging.getLogger("enrich")
 
-__all__ = ["classify_failure", "describe_failure", "run_main"]
-
 _HTTP_FORBIDDEN = re.compile(r"\b403\b")
 
 

@@ -19,12 +19,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.adapters import delta, object_store, writer_lock
+from jobs.adapters.jvm_errors import describe_failure
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_csv_header, check_ingest_target
 from jobs.core.errors import SourceError
 from jobs.core.schemas import CORRUPT_RECORD, INPUT_SCHEMA
 from jobs.core.transforms import parse_input_records
-from jobs.runs.cli import describe_failure
 
 JOB_NAME = "ingest"
 FORMATS = ("csv", "jsonl")

@@ -50,6 +50,7 @@ from pyspark.sql.types import (
 )
 
 from jobs.adapters import metrics, object_store, postgres, run_store, writer_lock
+from jobs.adapters.jvm_errors import describe_failure
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_csv_header
 from jobs.core.errors import EnrichmentError, PostgresUnavailableError, SourceError
@@ -57,7 +58,6 @@ from jobs.core.models import RunResult, StreamBatch
 from jobs.runs import batch, failpoints
 from jobs.runs.batch import BatchOptions, HeldLock
 from jobs.runs.batch_writes import read_lookups
-from jobs.runs.cli import describe_failure
 from jobs.runs.ingest import append_records, first_lines, format_of, read_files
 
 JOB_NAME = "stream_enrich"

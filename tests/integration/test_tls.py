@@ -17,9 +17,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from jobs.adapters.jdbc import read_lookup
+from jobs.adapters.jvm_errors import describe_failure
 from jobs.config.postgres_url import PostgresTarget, parse_postgres_url, target_from_env
 from jobs.config.settings import Settings
-from jobs.runs.cli import describe_failure
 from tests.stack import ROOT
 
 pytestmark = pytest.mark.integration
