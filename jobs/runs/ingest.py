@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.adapters import delta, object_store, writer_lock
@@ -121,27 +121,43 @@ def append_records(
 ) -> IngestResult:
     """Parse ``records`` (``read_files``'s shape) and append them to the raw table in one
     commit. ``txn``: (application id, version) of an idempotent write: a commit that is already
-    in the table's log for that pair is not made again (the stream's replayed micro-batches)."""
+    in the table's log for that pair is not made again (the stream's replayed micro-batches).
+
+    The rows are counted while they are written (``DataFrame.observe``), so the input is read
+    and parsed once, by the write, and never held in memory (docs/performance.md)."""
     raw = settings.tables.raw
     ingested_at = datetime.now(UTC)
     parsed = records.transform(
         parse_input_records(F.col("_metadata.file_path"), ingest_id, ingested_at)
-    ).cache()
-    try:
-        counts = parsed.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum(F.when(F.size("_parse_errors") > 0, 1).otherwise(0)).alias("unparsed"),
-        ).first()
+    )
+    if parsed.isEmpty():
+        log.info("no rows in the input; raw table left unchanged")
+        return IngestResult(ingest_id, 0, 0, object_store.table_version(settings.s3, raw))
+    existing = object_store.table_snapshot(settings.s3, raw)
+    check_ingest_target(raw, None if existing is None else existing.schema, parsed.schema)
+    log.info("appending the input's rows to %s", raw)
+    counted = Observation("ingest")
+    created = delta.RAW_TABLE_PROPERTIES if existing is None else None
+    version = delta.append(
+        parsed.observe(counted, *_counts()), raw, f"ingest_id={ingest_id}", created, txn
+    )
+    if existing is not None and version == existing.version:
+        # Delta found the txn's commit in the log and skipped the write (a replayed
+        # micro-batch): nothing was read, so the rows are counted on their own.
+        log.info("the input's rows were appended before (a replay); counting them")
+        counts = parsed.agg(*_counts()).first()
         assert counts is not None
-        rows, unparsed = int(counts["rows"]), int(counts["unparsed"] or 0)
-        if rows == 0:
-            log.info("no rows in the input; raw table left unchanged")
-            return IngestResult(ingest_id, 0, 0, object_store.table_version(settings.s3, raw))
-        existing = object_store.table_snapshot(settings.s3, raw)
-        check_ingest_target(raw, None if existing is None else existing.schema, parsed.schema)
-        log.info("appending %d rows (%d could not be parsed) to %s", rows, unparsed, raw)
-        created = delta.RAW_TABLE_PROPERTIES if existing is None else None
-        version = delta.append(parsed, raw, f"ingest_id={ingest_id}", created, txn)
-    finally:
-        parsed.unpersist()
+        values = counts.asDict()
+    else:
+        values = counted.get
+    rows, unparsed = int(values["rows"]), int(values["unparsed"] or 0)
+    log.info("appended %d rows (%d could not be parsed) to %s", rows, unparsed, raw)
     return IngestResult(ingest_id, rows, unparsed, version)
+
+
+def _counts() -> list[Column]:
+    """The ingest's counts of its parsed rows: all of them, and those with parse errors."""
+    return [
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(F.when(F.size("_parse_errors") > 0, 1).otherwise(0)).alias("unparsed"),
+    ]

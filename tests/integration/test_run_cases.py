@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.errors import EnrichmentError, ServiceUnavailableError, SourceError
+from jobs.runs.ingest import IngestResult, append_records, read_files
 from tests.harness import (
     Ground,
     PipelineCopy,
@@ -370,3 +371,34 @@ def test_a_retyped_raw_column_is_refused_by_name(
     error, _ = refused(spark, {**pipeline.env, "RAW_TABLE_PATH": retyped})
     assert isinstance(error, SourceError) and error.exit_code == 3
     assert "column 'amount' is string, expected decimal(18,2)" in str(error)
+
+
+def test_an_ingest_counts_the_rows_it_writes_and_a_replay_appends_nothing(
+    spark: SparkSession, ground: Ground, pipeline: PipelineCopy
+) -> None:
+    """The counts come from the write itself (``DataFrame.observe``): every row, the two that
+    cannot be parsed among them. The same micro-batch appended again (its txn already in the
+    log) appends nothing and still reports its rows; an input without rows leaves raw as it is."""
+    settings = pipeline.settings
+    raw = settings.tables.raw
+    generate(ground.work / "counted.jsonl", 30, 91)
+    source = ground.work / "counted-with-bad-lines.jsonl"
+    source.write_text((ground.work / "counted.jsonl").read_text() + 'not json\n{"amount": \n')
+    rows_before = spark.read.format("delta").load(raw).count()
+
+    def append(path: Path, ingest_id: str, txn: tuple[str, int] | None) -> IngestResult:
+        return append_records(
+            spark, settings, read_files(spark, [str(path)], "jsonl"), ingest_id, txn
+        )
+
+    first = append(source, "counted-ingest", ("counted-app", 7))
+    assert (first.rows_appended, first.rows_unparsed) == (32, 2)
+    again = append(source, "counted-ingest", ("counted-app", 7))
+    assert (again.rows_appended, again.rows_unparsed, again.raw_version) == (
+        32, 2, first.raw_version,
+    )  # fmt: skip
+    empty = ground.work / "empty.jsonl"
+    empty.write_text("")
+    nothing = append(empty, "empty-ingest", None)
+    assert (nothing.rows_appended, nothing.raw_version) == (0, first.raw_version)
+    assert spark.read.format("delta").load(raw).count() == rows_before + 32
