@@ -367,6 +367,10 @@ def checkpoints_in_commits(record: Mapping[str, Any]) -> int:
 
 
 SMALL_RUN_ROWS = 1_000  # the issue's "a run on <= 1,000 new rows"
+# The 1,000-row runs' inputs take seeds 98_000, 98_001, ...: their ids (TXN-<seed>-<n>) stay
+# apart from each other's and below the 1% run's (seed 99_000), so each run's rows are all new.
+SMALL_RUN_FIRST_SEED = 98_000
+SMALL_RUN_SEEDS = 1_000
 STREAM_SPACING_SECONDS = 3.0  # between two files landed for the stream's latency
 STREAM_FIRST_SEED = 100_000  # above the batch measures' seeds (99_000 the highest)
 CORRECTED_SHARE = 0.001  # of the curated transactions, re-sent with new amounts
@@ -539,6 +543,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.sizes = (
         sorted({int(s) for s in args.sizes.split(",")}) if args.sizes else default_sizes(args.rows)
     )
+    if not 1 <= args.small_runs < SMALL_RUN_SEEDS:
+        parser.error(f"--small-runs must be 1..{SMALL_RUN_SEEDS - 1}")
     if len(args.sizes) < 3 and not os.environ.get("BENCH_ALLOW_FEW_SIZES"):
         parser.error("the line fit needs at least three sizes")
     if args.sizes[-1] != args.rows:
@@ -577,8 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     new_files = generate(data_dir, "new", one_percent_rows, args.merchants, 99_000)
     small_rows = min(SMALL_RUN_ROWS, one_percent_rows)
     small_files = [
-        generate(data_dir, f"small{i}", small_rows, args.merchants, 98_000 + 100 * i)
-        for i in range(max(1, args.small_runs))
+        generate(data_dir, f"small{i}", small_rows, args.merchants, SMALL_RUN_FIRST_SEED + i)
+        for i in range(args.small_runs)
     ]
     # The stream's files come after every batch measure's, and their ids sort after those
     # batches' (the generator's ids are TXN-<seed>-<n>), as time-ordered ids do.
