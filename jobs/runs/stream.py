@@ -49,7 +49,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from jobs.adapters import metrics, object_store, postgres, run_store, writer_lock
+from jobs.adapters import delta, metrics, object_store, postgres, run_store, writer_lock
 from jobs.adapters.jvm_errors import describe_failure
 from jobs.config.settings import Settings
 from jobs.core.contracts import check_csv_header
@@ -242,6 +242,9 @@ class MicroBatches:
         self.query_id: str | None = None
         self.started = threading.Event()  # set once query_id is known
         self.failure: BaseException | None = None
+        # The raw table's state, computed ahead of the next micro-batch's append (from the start
+        # for the first: delta.load_transactions).
+        self._raw_state_ahead = delta.load_transactions(spark, settings.tables.raw)
         self._state = threading.Condition()
         self._stopping = False
         self._running = False
@@ -283,6 +286,9 @@ class MicroBatches:
         except BaseException as error:
             self.failure = error  # the driver reports this one, not Spark's wrapping of it
             raise
+        finally:
+            # Its Spark jobs end before the micro-batch does (a stop then stops no job of it).
+            self._raw_state_ahead.join()
 
     def _process_until_postgres_commits(self, landed_files: DataFrame, batch_id: int) -> None:
         """The micro-batch, run again while PostgreSQL is away (for at most
@@ -361,6 +367,9 @@ class MicroBatches:
             )
             rows, raw_version = appended.rows_appended, appended.raw_version
             failpoints.reached("stream-raw-appended")
+            # The next micro-batch's raw append (a write with a txn) needs the state of the
+            # version just committed; computed now, it overlaps this micro-batch's run.
+            self._raw_state_ahead = delta.load_transactions(self.spark, self.settings.tables.raw)
         record = StreamBatch(
             query_id=query_id,
             batch_id=batch_id,

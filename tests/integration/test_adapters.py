@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -231,6 +232,33 @@ def test_tables_whose_logs_were_loaded_ahead_commit_as_before(
     assert delta.append(rows, missing, "v0", new_table_properties={}) == 0
     assert delta.read_version(spark, missing, 0).count() == 1
     assert delta.read_version(spark, existing, 1).count() == 2
+
+
+def test_a_txn_append_after_the_state_was_loaded_ahead_is_one_spark_job(
+    spark: SparkSession, bucket: ScratchBucket
+) -> None:
+    """``delta.load_transactions`` (the stream, after each raw commit): the next append with a
+    txn finds the ids of idempotent writes already computed, so it is the write's one Spark
+    job, not the write and three jobs rebuilding the table's state; and the txn still makes a
+    replayed append a no-op."""
+    path = bucket.path("txn-ahead")
+    rows = spark.createDataFrame([("a", 1)], "id string, n int")
+    store = spark.sparkContext._jsc.sc().statusStore()
+
+    def spark_jobs(append: Callable[[], int]) -> tuple[int, int]:
+        before = store.jobsList(None).size()
+        version = append()
+        return version, store.jobsList(None).size() - before
+
+    assert delta.overwrite(rows, path, "v0") == 0
+    assert spark_jobs(lambda: delta.append(rows, path, "v1", txn=("app", 1))) == (1, 4)
+    loading = delta.load_transactions(spark, path)
+    loading.join(timeout=120)
+    assert not loading.is_alive()
+    assert spark_jobs(lambda: delta.append(rows, path, "v2", txn=("app", 2))) == (2, 1)
+    delta.load_transactions(spark, path).join(timeout=120)
+    assert spark_jobs(lambda: delta.append(rows, path, "v2 again", txn=("app", 2))) == (2, 0)
+    assert delta.read_version(spark, path, 2).count() == 3
 
 
 def test_latest_version_read_without_spark_matches_spark(
