@@ -120,11 +120,12 @@ def load_logs(spark: SparkSession, paths: Sequence[str]) -> threading.Thread:
 
 def load_transactions(spark: SparkSession, path: str) -> threading.Thread:
     """Compute, in a thread of its own, the state of the table at ``path`` as its log lists now,
-    whose idempotent-write ids (``txn``) the session's next ``append`` with a txn looks up. Delta 4.4 reads them only from that state, a reconstruction of the whole log in
-    three Spark jobs, even where the commit's checksum file lists them; a writer that computes
-    it ahead, beside other work, takes it off its next commit (the stream, after each raw
-    commit: docs/performance.md). Read-only; a failure is left to that commit to report.
-    Measured on MinIO: a txn append 1.6-2.0 s and 4 Spark jobs, after this 0.4 s and 1."""
+    whose idempotent-write ids (``txn``) the session's next ``append`` with a txn looks up.
+    Delta 4.4 reads them only from that state, a reconstruction of the whole log in three Spark
+    jobs, even where the commit's checksum file lists them; a writer that computes it ahead,
+    beside other work, takes it off its next commit (the stream, after each raw commit:
+    docs/performance.md). Read-only; a failure is left to that commit to report. Measured on
+    MinIO: a txn append 1.6-2.0 s and 4 Spark jobs, after this 0.4 s and 1."""
 
     def load() -> None:
         try:
