@@ -8,14 +8,14 @@ import json
 import subprocess
 from pathlib import Path
 
-import psycopg2
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, QueryBuilder
 
 from jobs.adapters.object_store import delta_storage_options
-from jobs.config.postgres_url import env_for_database, target_from_env
+from jobs.config.postgres_url import env_for_database
 from jobs.config.settings import s3_from_env
+from scripts.bench.run import summary_rows
 from tests.stack import ROOT, ScratchBucket, submit_env
 
 pytestmark = pytest.mark.integration
@@ -97,19 +97,8 @@ def test_the_bench_measures_everything_on_a_tiny_size(
     assert "Targets (2 cores)" in result.stdout and "job: full run" in result.stdout
     # The summary-write measure wrote synthetic rows into the bench database's summary table and
     # put the runs' rows back: the bench's tables are left in step for a run after the bench.
-    assert bench_summary(test_db_env) == curated_group_by(test_db_env, bucket.path("bench-out"))
-
-
-def bench_summary(env: dict[str, str]) -> set[tuple[object, ...]]:
-    target = target_from_env(env_for_database(env, "enrichment_bench_test"))
-    with psycopg2.connect(**target.psycopg2_kwargs()) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT event_date, category, trim(currency), transaction_count, total_amount "
-            "FROM pipeline.category_daily_summary"
-        )
-        rows = set(cur.fetchall())
-    conn.close()
-    return rows
+    bench_db = env_for_database(test_db_env, "enrichment_bench_test")
+    assert summary_rows(bench_db) == curated_group_by(test_db_env, bucket.path("bench-out"))
 
 
 def curated_group_by(env: dict[str, str], output_location: str) -> set[tuple[object, ...]]:
