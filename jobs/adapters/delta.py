@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from delta.tables import DeltaTable
@@ -100,22 +100,35 @@ def _delta_log(spark: SparkSession, path: str) -> JavaObject:
     return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
 
 
+def _ahead(
+    name: str, what: str, steps: Sequence[tuple[str, Callable[[], object]]]
+) -> threading.Thread:
+    """Run ``steps`` (a table's path, a read of its log) in a daemon thread named ``name``, each
+    on its own: a step that fails is logged at debug (``what``: what it loads) and left to the
+    commit that needs that table to report."""
+
+    def run() -> None:
+        for path, step in steps:
+            try:
+                step()
+            except Exception as error:
+                log.debug("loading the %s of %s ahead: %s", what, path, error)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def load_logs(spark: SparkSession, paths: Sequence[str]) -> threading.Thread:
     """Load the Delta logs of ``paths`` (their latest snapshots) into the session's cache, in a
     thread of its own: a run that will commit to them pays the first load, with the code it
     warms up, beside its other work instead of inside its first commit. Read-only; a table
     that cannot be loaded is left to the commit that needs it to report."""
 
-    def load() -> None:
-        for path in paths:
-            try:
-                _delta_log(spark, path).unsafeVolatileSnapshot().metadata()
-            except Exception as error:
-                log.debug("loading the Delta log of %s ahead: %s", path, error)
+    def snapshot(path: str) -> Callable[[], object]:
+        return lambda: _delta_log(spark, path).unsafeVolatileSnapshot().metadata()
 
-    thread = threading.Thread(target=load, name="delta-log-load", daemon=True)
-    thread.start()
-    return thread
+    return _ahead("delta-log-load", "Delta log", [(path, snapshot(path)) for path in paths])
 
 
 def load_transactions(spark: SparkSession, path: str) -> threading.Thread:
@@ -127,21 +140,16 @@ def load_transactions(spark: SparkSession, path: str) -> threading.Thread:
     docs/performance.md). Read-only; a failure is left to that commit to report. Measured on
     MinIO: a txn append 1.6-2.0 s and 4 Spark jobs, after this 0.4 s and 1."""
 
-    def load() -> None:
-        try:
-            jvm = spark.sparkContext._jvm
-            assert jvm is not None
-            none = jvm.scala.Option.apply(None)
-            # The snapshot of the log as listed, not the one the commit left: on S3A the next
-            # transaction lists the log, finds another segment (the files' store timestamps)
-            # than the commit's, and makes a new snapshot, whose state is computed again.
-            _delta_log(spark, path).update(False, none, none).setTransactions()
-        except Exception as error:
-            log.debug("loading the Delta state of %s ahead: %s", path, error)
+    def transactions() -> object:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        none = jvm.scala.Option.apply(None)
+        # The snapshot of the log as listed, not the one the commit left: on S3A the next
+        # transaction lists the log, finds another segment (the files' store timestamps) than
+        # the commit's, and makes a new snapshot, whose state is computed again.
+        return _delta_log(spark, path).update(False, none, none).setTransactions()
 
-    thread = threading.Thread(target=load, name="delta-state-load", daemon=True)
-    thread.start()
-    return thread
+    return _ahead("delta-state-load", "Delta state", [(path, transactions)])
 
 
 def append(
