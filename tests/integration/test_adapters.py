@@ -339,6 +339,18 @@ def test_the_stream_reads_through_the_classic_s3a_stream_not_the_default_analyti
     assert S3A_INPUT_STREAM not in session_builder("enrich-batch", s3)._options
 
 
+def test_the_jobs_sessions_record_no_python_call_sites(spark: SparkSession) -> None:
+    """conf/spark-defaults.conf turns PySpark's DataFrame debugging off: with it on, every
+    DataFrame function call makes several py4j round trips to record its Python line, and
+    building a run's DataFrames takes twice as long (docs/performance.md). The shared session is
+    built from conf/ as the jobs' are. If an upgrade renames the setting, PySpark falls back to
+    its default (on), and this says so."""
+    from pyspark.errors.utils import is_debugging_enabled
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert not is_debugging_enabled()
+
+
 def test_an_upsert_given_its_key_range_reads_no_file_outside_it(
     spark: SparkSession, bucket: ScratchBucket, s3: S3Settings
 ) -> None:
